@@ -1,0 +1,74 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Batch inference for MLflow models in SQL.
+#[derive(Debug, Parser)]
+#[command(name = "mlfusion", version, about)]
+pub struct Cli {
+    /// The Python venv models run in (default: MLFUSION_VENV, VIRTUAL_ENV, then the venv
+    /// mlfusion was built with).
+    #[arg(long, global = true, env = "MLFUSION_VENV")]
+    pub venv: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run SQL over Parquet/CSV tables with MLflow models registered as functions.
+    Query(QueryArgs),
+    /// Score a generated dataset with the bundled example model.
+    Demo(DemoArgs),
+}
+
+/// `mlfusion query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Register the model directory PATH as the SQL function NAME (repeatable).
+    #[arg(long = "model", value_name = "NAME=PATH")]
+    pub models: Vec<String>,
+    /// The spark_udf result type of model NAME as a Spark DDL string, e.g. 'array<double>'.
+    #[arg(long = "result-type", value_name = "NAME=DDL")]
+    pub result_types: Vec<String>,
+    /// Inference params of model NAME as a JSON object.
+    #[arg(long = "params", value_name = "NAME=JSON")]
+    pub params: Vec<String>,
+    /// Register a Parquet (or .csv) file, directory or glob as table NAME (repeatable).
+    #[arg(long = "table", value_name = "NAME=PATH")]
+    pub tables: Vec<String>,
+    /// Write the result to FILE (.parquet, .csv, .json/.jsonl/.ndjson) instead of printing it.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub session: SessionArgs,
+    /// The SQL query.
+    pub sql: String,
+}
+
+/// Execution settings shared by the commands.
+#[derive(Debug, Args, Clone)]
+pub struct SessionArgs {
+    /// Rows per batch read from the tables (and per model call).
+    #[arg(long, env = "MLFUSION_BATCH_SIZE", default_value_t = 8192)]
+    pub batch_size: usize,
+    /// Partitions scanned in parallel (default: available cores).
+    #[arg(long, env = "MLFUSION_TARGET_PARTITIONS")]
+    pub target_partitions: Option<usize>,
+}
+
+/// `mlfusion demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the example model, input and output go.
+    #[arg(long, default_value = "demo-data")]
+    pub dir: PathBuf,
+    /// Rows in the generated input (made once; delete the file to regenerate).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: usize,
+    #[command(flatten)]
+    pub session: SessionArgs,
+}

@@ -1,0 +1,42 @@
+//! # mlfusion-engine
+//!
+//! The SQL engine of mlfusion: a DataFusion session in which MLflow pyfunc models are
+//! scalar functions, and the `mlfusion` command line (`query`, `demo`).
+//!
+//! ```no_run
+//! use mlfusion_engine::args::SessionArgs;
+//! use mlfusion_engine::session::{ModelRegistration, new_context, register_models};
+//!
+//! # async fn example() -> mlfusion_engine::error::Result<()> {
+//! mlfusion_udf::start_python(None)?; // once, before the tokio runtime starts
+//! let ctx = new_context(&SessionArgs { batch_size: 8192, target_partitions: None })?;
+//! register_models(&ctx, &[ModelRegistration {
+//!     name: "churn".into(), path: "models/churn".into(), result_type: None, params: None,
+//! }])?;
+//! let df = ctx.sql("SELECT churn(tenure_months, monthly_charges, support_calls) FROM 'customers.parquet'").await?;
+//! # let _ = df; Ok(()) }
+//! ```
+
+pub mod args;
+pub mod commands;
+pub mod error;
+pub mod output;
+pub mod session;
+
+use args::{Cli, Command};
+
+/// Runs a parsed command line: starts Python (before any async runtime), then the command
+/// on a multi-threaded runtime. Returns what to print on stdout.
+pub fn run(cli: Cli) -> error::Result<String> {
+    mlfusion_udf::start_python(cli.venv.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(error::Error::Runtime)?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Query(args) => commands::query::run(args).await,
+            Command::Demo(args) => commands::demo::run(args).await,
+        }
+    })
+}

@@ -1,0 +1,122 @@
+//! A DataFusion session with models registered as functions and files as tables.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::execution::FunctionRegistry;
+use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
+use mlfusion_udf::{PyModel, PyModelUdf, ZeroArgModelCalls};
+use serde_json::Value;
+
+use crate::args::SessionArgs;
+use crate::error::{Error, Result};
+
+/// One model to register: SQL name, directory, optional result type and params.
+#[derive(Debug, Clone)]
+pub struct ModelRegistration {
+    pub name: String,
+    pub path: String,
+    pub result_type: Option<String>,
+    pub params: Option<Value>,
+}
+
+/// A session configured for scoring: file scans are not split and not round-robin
+/// repartitioned, so the rows of one file keep their order through a plain projection.
+pub fn new_context(settings: &SessionArgs) -> Result<SessionContext> {
+    let partitions = settings
+        .target_partitions
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let config = SessionConfig::new()
+        .with_batch_size(settings.batch_size)
+        .with_target_partitions(partitions)
+        .with_repartition_file_scans(false)
+        .with_round_robin_repartition(false);
+    let mut ctx = SessionContext::new_with_config(config);
+    ctx.register_function_rewrite(Arc::new(ZeroArgModelCalls))?;
+    Ok(ctx)
+}
+
+/// Loads each model (once) and registers it as a SQL function.
+pub fn register_models(ctx: &SessionContext, models: &[ModelRegistration]) -> Result<()> {
+    for m in models {
+        let model = Arc::new(PyModel::load(&m.name, &m.path)?);
+        let scorer = Arc::new(model.scorer(m.result_type.as_deref(), m.params.as_ref())?);
+        ctx.register_udf(PyModelUdf::new(&m.name, scorer).into_udf());
+    }
+    Ok(())
+}
+
+/// Registers a Parquet (default) or CSV file, directory or glob as table `name`.
+pub async fn register_table(ctx: &SessionContext, name: &str, path: &str) -> Result<()> {
+    let is_csv = Path::new(path)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    if is_csv {
+        ctx.register_csv(name, path, CsvReadOptions::new()).await?;
+    } else {
+        let options = ParquetReadOptions::default();
+        ctx.register_parquet(name, path, options).await?;
+    }
+    Ok(())
+}
+
+/// Splits `NAME=VALUE` flag values.
+pub fn split_assignment<'a>(flag: &'static str, value: &'a str) -> Result<(&'a str, &'a str)> {
+    match value.split_once('=') {
+        Some((name, rest)) if !name.is_empty() && !rest.is_empty() => Ok((name, rest)),
+        _ => Err(Error::BadArgument {
+            flag,
+            value: value.to_owned(),
+            message: "expected NAME=VALUE".into(),
+        }),
+    }
+}
+
+/// Combines `--model`, `--result-type` and `--params` flags into registrations.
+pub fn model_registrations(
+    models: &[String],
+    result_types: &[String],
+    params: &[String],
+) -> Result<Vec<ModelRegistration>> {
+    let mut out: Vec<ModelRegistration> = Vec::new();
+    let mut index = HashMap::new();
+    for m in models {
+        let (name, path) = split_assignment("--model", m)?;
+        if index.insert(name.to_owned(), out.len()).is_some() {
+            return Err(Error::BadArgument {
+                flag: "--model",
+                value: m.clone(),
+                message: format!("model '{name}' is given twice"),
+            });
+        }
+        out.push(ModelRegistration {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            result_type: None,
+            params: None,
+        });
+    }
+    let lookup = |flag: &'static str, name: &str| -> Result<usize> {
+        index.get(name).copied().ok_or_else(|| Error::UnknownModel {
+            flag,
+            model: name.to_owned(),
+        })
+    };
+    for r in result_types {
+        let (name, ddl) = split_assignment("--result-type", r)?;
+        let i = lookup("--result-type", name)?;
+        out[i].result_type = Some(ddl.to_owned());
+    }
+    for p in params {
+        let (name, json) = split_assignment("--params", p)?;
+        let i = lookup("--params", name)?;
+        let value: Value = serde_json::from_str(json).map_err(|e| Error::BadArgument {
+            flag: "--params",
+            value: p.clone(),
+            message: e.to_string(),
+        })?;
+        out[i].params = Some(value);
+    }
+    Ok(out)
+}

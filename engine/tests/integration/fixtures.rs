@@ -1,0 +1,126 @@
+//! Shared helpers: running the binary, the venv's python, generated tables.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::properties::WriterProperties;
+
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_mlfusion");
+
+/// The repository root.
+pub(crate) fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A model directory under testdata/models.
+pub(crate) fn test_model(name: &str) -> String {
+    repo()
+        .join("testdata/models")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// Runs `mlfusion ARGS`.
+pub(crate) fn mlfusion(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("mlfusion runs")
+}
+
+/// stderr of a run that must fail.
+pub(crate) fn failure(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected failure, got: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// stdout of a run that must succeed.
+pub(crate) fn success(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "mlfusion failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Saves a real scikit-learn LinearRegression (y = 2 f0 - 3 f1 + 0.5 f2 + 1) with MLflow.
+pub(crate) fn sklearn_model(dir: &Path) -> String {
+    let python = env!("PYO3_PYTHON"); // the venv interpreter, from .cargo/config.toml
+    let model = dir.join("sklearn-model");
+    let out = Command::new(python)
+        .arg(repo().join("testdata/make_sklearn_model.py"))
+        .arg(&model)
+        .output()
+        .expect("venv python runs");
+    assert!(
+        out.status.success(),
+        "saving the model failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    model.display().to_string()
+}
+
+/// The features of row `i` of [`write_features`].
+pub(crate) fn features(i: i64) -> (f64, f64, f64) {
+    (
+        (i % 1000) as f64 / 100.0,
+        ((i * 7) % 113) as f64 / 10.0,
+        ((i * 13) % 97) as f64 / 5.0,
+    )
+}
+
+/// A Parquet file of `rows` rows: id, f0, f1, f2, in 128k-row row groups.
+pub(crate) fn write_features(path: &Path, rows: i64) {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("f0", DataType::Float64, false),
+        Field::new("f1", DataType::Float64, false),
+        Field::new("f2", DataType::Float64, false),
+    ]));
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(131_072))
+        .build();
+    let mut writer = ArrowWriter::try_new(
+        File::create(path).expect("create"),
+        Arc::clone(&schema),
+        Some(props),
+    )
+    .expect("writer");
+    let mut start = 0;
+    while start < rows {
+        let end = (start + 65_536).min(rows);
+        let f: Vec<_> = (start..end).map(features).collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(start..end)),
+            Arc::new(Float64Array::from_iter_values(f.iter().map(|f| f.0))),
+            Arc::new(Float64Array::from_iter_values(f.iter().map(|f| f.1))),
+            Arc::new(Float64Array::from_iter_values(f.iter().map(|f| f.2))),
+        ];
+        writer
+            .write(&RecordBatch::try_new(Arc::clone(&schema), columns).expect("batch"))
+            .expect("write");
+        start = end;
+    }
+    writer.close().expect("close");
+}
+
+/// All batches of a Parquet file.
+pub(crate) fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    ParquetRecordBatchReaderBuilder::try_new(File::open(path).expect("output exists"))
+        .and_then(|b| b.build())
+        .expect("reader")
+        .collect::<Result<_, _>>()
+        .expect("batches")
+}

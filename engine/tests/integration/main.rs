@@ -1,0 +1,6 @@
+//! Integration tests of the `mlfusion` binary: real models (scikit-learn saved by MLflow,
+//! loader-module models), real Parquet files, the real embedded interpreter.
+
+mod cli;
+mod fixtures;
+mod scale;

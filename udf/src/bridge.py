@@ -1,0 +1,496 @@
+"""mlfusion's Python half: load a pyfunc model, call it on Arrow data, coerce the result.
+
+Embedded in the Rust crate (``include_str!``) and imported once as ``_mlfusion_bridge``.
+Rust does the planning (column naming, ColSpec enforcement, params validation, result type);
+this module reproduces what ``mlflow.pyfunc.spark_udf`` does at the pandas level, without
+pyspark: how Spark presents Arrow columns to pandas, TensorSpec enforcement, calling
+``predict``, and coercing its output to the result type (``_predict_row_batch``), then
+Spark's pandas -> Arrow conversion. Every function names MLflow / PySpark code it follows.
+"""
+
+import importlib
+import inspect
+import json
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+
+# MLflow's PythonModel loader suggests adding type hints on every load; not actionable here.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
+
+
+# ---------------------------------------------------------------- loading
+def load_model(code_dir, loader_module, data_path, model_config_json):
+    """The pyfunc load protocol: code dir on sys.path, import loader, ``_load_pyfunc``."""
+    if code_dir is not None and code_dir not in sys.path:
+        sys.path.insert(0, code_dir)
+    module = importlib.import_module(loader_module)
+    if model_config_json is not None:
+        model = module._load_pyfunc(data_path, json.loads(model_config_json))
+    else:
+        model = module._load_pyfunc(data_path)
+    return model
+
+
+def accepts_params(predict_fn):
+    try:
+        return "params" in inspect.signature(predict_fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class Scorer:
+    """A loaded model bound to one call configuration (result type, params, schema)."""
+
+    def __init__(self, model, predict_fn_name, config_json):
+        config = json.loads(config_json)
+        self.predict_fn = getattr(model, predict_fn_name)
+        self.pass_params = accepts_params(self.predict_fn)
+        self.params = _params_to_python(config["params"], config["datetime_params"])
+        self.result_type = config["result_type"]
+        self.arrow_type = arrow_type(self.result_type)
+        self.tensors = config["tensors"]  # None, or [[name, dtype, shape], ...]
+        self.tensor_names = config["tensor_names"]
+
+    def predict(self, labels, arrays, frame_mode):
+        """Score one batch: ``arrays`` (pyarrow, or None for an absent optional column)
+        labelled by ``labels``; returns a pyarrow array of the result type."""
+        model_input = _staged("preparing the input", self._model_input, labels, arrays, frame_mode)
+        if self.pass_params:
+            result = self.predict_fn(model_input, params=self.params)
+        else:
+            result = self.predict_fn(model_input)
+        return _staged("converting the prediction", self._to_arrow, result)
+
+    def _model_input(self, labels, arrays, frame_mode):
+        pdf = build_frame(labels, arrays, frame_mode)
+        if self.tensors is not None:
+            return enforce_tensor_schema(pdf, self.tensors, self.tensor_names)
+        return pdf
+
+    def _to_arrow(self, result):
+        return to_arrow(coerce_result(result, self.result_type), self.result_type, self.arrow_type)
+
+
+def _staged(stage, fn, *args):
+    """Runs ``fn``, tagging an exception with the stage it came from (read by Rust)."""
+    try:
+        return fn(*args)
+    except Exception as e:
+        try:
+            e.mlfusion_stage = stage
+        except AttributeError:
+            pass
+        raise
+
+
+def _params_to_python(params, datetime_params):
+    if params is None:
+        return None
+    for name in datetime_params:
+        if params.get(name) is not None:
+            params[name] = np.datetime64(params[name]).item()
+    return params
+
+
+# ---------------------------------------------------------------- input side
+_SIMPLE_CHECKS = (
+    pa.types.is_null,
+    pa.types.is_binary,
+    pa.types.is_large_binary,
+    pa.types.is_boolean,
+    pa.types.is_floating,
+    pa.types.is_integer,
+    pa.types.is_date,
+    pa.types.is_timestamp,
+)
+
+
+def _is_simple(t):
+    """Types PySpark converts with its numpy path (``ArrowArrayToPandasConversion``)."""
+    return any(check(t) for check in _SIMPLE_CHECKS)
+
+
+def _naive_timestamps(ser):
+    # Spark shows timestamps as tz-naive wall time in the session time zone (UTC here).
+    if isinstance(ser.dtype, pd.DatetimeTZDtype):
+        ser = ser.dt.tz_convert("UTC").dt.tz_localize(None)
+    return ser.astype("datetime64[ns]")
+
+
+_INT_EXT = {8: pd.Int8Dtype(), 16: pd.Int16Dtype(), 32: pd.Int32Dtype(), 64: pd.Int64Dtype()}
+_UINT_EXT = {8: pd.UInt8Dtype(), 16: pd.UInt16Dtype(), 32: pd.UInt32Dtype(), 64: pd.UInt64Dtype()}
+
+
+def column_to_pandas(arr, legacy):
+    """One Arrow column as Spark hands it to a pandas UDF.
+
+    ``legacy`` selects PySpark's ``convert_legacy`` path (used for complex types and for
+    struct arguments with any complex field): integer columns with nulls become pandas
+    nullable extension dtypes there, float64 otherwise.
+    """
+    t = arr.type
+    if pa.types.is_struct(t):
+        frame = struct_to_frame(arr)
+        return frame.apply(lambda row: row.to_dict(), axis=1)
+    if not legacy and _is_simple(t):
+        ser = arr.to_pandas(coerce_temporal_nanoseconds=True)
+        if pa.types.is_timestamp(t):
+            ser = _naive_timestamps(ser)
+        return ser
+    ser = arr.to_pandas(
+        date_as_object=True, coerce_temporal_nanoseconds=True, integer_object_nulls=True
+    )
+    has_nulls = arr.null_count > 0
+    if pa.types.is_integer(t):
+        if has_nulls:
+            table = _INT_EXT if pa.types.is_signed_integer(t) else _UINT_EXT
+            return ser.astype(table[t.bit_width])
+        return ser.astype(t.to_pandas_dtype())
+    if pa.types.is_boolean(t):
+        return ser.astype(object) if has_nulls else ser.astype(bool)
+    if pa.types.is_timestamp(t):
+        return _naive_timestamps(ser)
+    if pa.types.is_map(t):
+        return ser.map(lambda v: None if v is None else dict(v))
+    return ser
+
+
+def struct_to_frame(arr):
+    """A struct column as the DataFrame Spark passes for it (``df_for_struct``)."""
+    fields = arr.flatten()
+    legacy = not all(_is_simple(f.type) for f in fields)
+    names = [arr.type.field(i).name for i in range(arr.type.num_fields)]
+    series = [column_to_pandas(f, legacy) for f in fields]
+    frame = pd.concat([s.reset_index(drop=True) for s in series], axis=1)
+    frame.columns = names
+    return frame
+
+
+def build_frame(labels, arrays, frame_mode):
+    """The input frame of ``spark_udf``'s ``_predict_row_batch``.
+
+    ``frame_mode`` is ``"args"`` (columns from positional arguments), or ``"struct"`` /
+    ``"struct_legacy"`` (the fields of one struct argument; legacy when a field is complex).
+    """
+    n = next((len(a) for a in arrays if a is not None), 0)
+    legacy = frame_mode == "struct_legacy"
+    data = {}
+    for label, arr in zip(labels, arrays):
+        if arr is None:
+            # pandas.DataFrame(data, columns=names) fills absent columns with NaN objects.
+            data[label] = pd.Series([np.nan] * n, dtype=object)
+        else:
+            data[label] = column_to_pandas(arr, legacy).reset_index(drop=True)
+    return pd.DataFrame(data, columns=list(labels))
+
+
+def enforce_tensor_schema(pdf, tensors, named):
+    """``mlflow.models.utils._enforce_tensor_schema`` for a DataFrame input."""
+    if named:
+        return {
+            name: _reshape_column(name, pdf[name], dtype, tuple(shape))
+            for name, dtype, shape in tensors
+        }
+    _, dtype, shape = tensors[0]
+    shape = tuple(shape)
+    if pdf.empty:
+        raise ValueError("Input DataFrame is empty.")
+    if len(pdf.columns) == 1:
+        return _reshape_column(None, pdf[pdf.columns[0]], dtype, shape)
+    if shape != (-1, len(pdf.columns)):
+        raise ValueError(
+            "This model contains a model signature with an unnamed input. Since the input data "
+            "is a pandas DataFrame containing multiple columns, the input shape must be of the "
+            f"structure (-1, number_of_dataframe_columns). Instead, the input DataFrame passed "
+            f"had {len(pdf.columns)} columns and an input shape of {shape}."
+        )
+    return _check_tensor(pdf.to_numpy(), dtype, shape)
+
+
+def _check_tensor(values, dtype, shape):
+    if len(shape) != values.ndim or any(e not in (-1, a) for e, a in zip(shape, values.shape)):
+        raise ValueError(f"Shape of input {values.shape} does not match expected shape {shape}.")
+    if values.dtype != np.dtype(dtype):
+        raise ValueError(f"dtype of input {values.dtype} does not match expected dtype {dtype}")
+    return values
+
+
+def _reshape_column(name, ser, dtype, shape):
+    """``_reshape_and_cast_pandas_column_values``: C-order reshape of one frame column."""
+    what = f"input {name}" if name else "the unnamed input"
+    if shape[0] != -1 or -1 in shape[1:]:
+        raise ValueError(
+            "For pandas dataframe input, the first dimension of shape must be a variable "
+            "dimension and other dimensions must be fixed, but in model signature the shape "
+            f"of {what} is {shape}."
+        )
+    first = ser.iloc[0]
+    shape_err = (
+        f"The value in the Input DataFrame column '{name}' could not be converted to the "
+        f"expected shape of: '{shape}'. Ensure that each of the input elements are of uniform "
+        f"length and can be reshaped to above expected shape."
+    )
+    if np.isscalar(first):
+        if shape in ((-1,), (-1, 1)):
+            return _check_tensor(np.array(ser, dtype=dtype).reshape(shape), dtype, shape)
+        raise ValueError(
+            f"The input pandas dataframe column '{name or 0}' contains scalar values, which requires "
+            f"the shape to be (-1,) or (-1, 1), but got tensor spec shape of {shape}."
+        )
+    if isinstance(first, (list, np.ndarray)):
+        try:
+            stacked = np.vstack(ser.tolist()).reshape(shape)
+            # Lists carry no dtype and are cast; numpy arrays (Spark arrays) keep theirs.
+            if isinstance(first, list):
+                stacked = stacked.astype(dtype)
+        except (ValueError, TypeError):
+            raise ValueError(shape_err) from None
+        if len(stacked) != len(ser):
+            raise ValueError(shape_err)
+        return stacked
+    raise ValueError(
+        "Because the model signature requires tensor spec input, the input pandas dataframe "
+        "values should be either scalar value, python list containing scalar values or numpy "
+        "array containing scalar values, other types are not supported."
+    )
+
+
+# ---------------------------------------------------------------- output side
+_NP_TYPES = {
+    "int": np.int32,
+    "bigint": np.int64,
+    "float": np.float32,
+    "double": np.float64,
+    "boolean": np.bool_,
+    "string": np.str_,
+}
+
+
+def _is_none_or_nan(value):
+    return value is None or isinstance(value, float) and np.isnan(value)
+
+
+def _convert_array_values(values, rtype):
+    """``mlflow.pyfunc._convert_array_values``."""
+    elem = rtype["element"]
+    kind = elem["kind"]
+    if kind in _NP_TYPES:
+        return None if _is_none_or_nan(values) else np.array(values, dtype=_NP_TYPES[kind])
+    if kind == "array":
+        return [_convert_array_values(v, elem) for v in values]
+    if kind == "struct":
+        return [_convert_struct_values(v, elem) for v in values]
+    raise ValueError(f"Unsupported array type field with element type {kind} in Array type.")
+
+
+def _convert_value(value, rtype):
+    """``mlflow.pyfunc._convert_value_based_on_spark_type`` (map values)."""
+    kind = rtype["kind"]
+    if _is_none_or_nan(value):
+        return None
+    if kind in ("int", "bigint"):
+        return int(value)
+    if kind in ("float", "double"):
+        return float(value)
+    if kind == "boolean":
+        return bool(value)
+    if kind == "string":
+        return str(value)
+    if kind == "array":
+        return [_convert_value(v, rtype["element"]) for v in value]
+    if kind == "struct":
+        return {n: _convert_value(value[n], t) for n, t in rtype["fields"]}
+    if kind == "map":
+        return {k: _convert_value(v, rtype["value"]) for k, v in value.items()}
+    return value
+
+
+def _convert_struct_values(result, rtype):
+    """``mlflow.pyfunc._convert_struct_values``."""
+    if not isinstance(result, (dict, pd.DataFrame)):
+        raise TypeError(f"Unsupported result type {type(result)}, expected dict or pandas DataFrame")
+    is_df = isinstance(result, pd.DataFrame)
+    out = {}
+    for name, ftype in rtype["fields"]:
+        values = result[name]
+        kind = ftype["kind"]
+        if kind in _NP_TYPES:
+            np_type = _NP_TYPES[kind]
+            if is_df:
+                if not all(_is_none_or_nan(v) for v in values):
+                    values = values.astype(np_type)
+            else:
+                values = None if _is_none_or_nan(values) else np.array(values, dtype=np_type).item()
+        elif kind == "array":
+            if is_df:
+                values = pd.Series(_convert_array_values(v, ftype) for v in values)
+            else:
+                values = _convert_array_values(values, ftype)
+        elif kind == "struct":
+            if is_df:
+                values = pd.Series([_convert_struct_values(v, ftype) for v in values])
+            else:
+                if hasattr(values, "model_dump"):
+                    values = values.model_dump()
+                values = _convert_struct_values(values, ftype)
+        elif kind == "map":
+            if is_df:
+                values = pd.Series([
+                    {k: _convert_value(v, ftype["value"]) for k, v in value.items()}
+                    for value in values
+                ]).astype(object)
+            else:
+                values = {k: _convert_value(v, ftype["value"]) for k, v in values.items()}
+        else:
+            raise ValueError(f"Unsupported field type {kind} in struct type.")
+        out[name] = values
+    return pd.DataFrame(out) if is_df else out
+
+
+def coerce_result(result, rtype):
+    """The output half of ``spark_udf``'s ``_predict_row_batch``."""
+    kind = rtype["kind"]
+    if isinstance(result, dict):
+        result = {k: list(v) for k, v in result.items()}
+
+    if kind == "array" and rtype["element"]["kind"] == "array":
+        return pd.Series(_convert_array_values(result, rtype))
+
+    if kind == "struct":
+        if isinstance(result, list) and len(result) > 0 and hasattr(result[0], "model_dump"):
+            result = pd.DataFrame([r.model_dump() for r in result])
+        else:
+            result = pd.DataFrame(result)
+        return _convert_struct_values(result, rtype)
+
+    if not isinstance(result, pd.DataFrame):
+        if kind == "map":
+            result = pd.DataFrame([result])
+        else:
+            result = pd.DataFrame([result]) if np.isscalar(result) else pd.DataFrame(result)
+
+    elem = rtype["element"] if kind == "array" else rtype
+    ekind = elem["kind"]
+    if ekind == "int":
+        result = result.select_dtypes([np.byte, np.ubyte, np.short, np.ushort, np.int32]).astype(
+            np.int32
+        )
+    elif ekind == "bigint":
+        result = result.select_dtypes([np.byte, np.ubyte, np.short, np.ushort, int]).astype(
+            np.int64
+        )
+    elif ekind == "float":
+        result = result.select_dtypes(include=(np.number,)).astype(np.float32)
+    elif ekind == "double":
+        result = result.select_dtypes(include=(np.number,)).astype(np.float64)
+    elif ekind == "boolean":
+        result = result.select_dtypes([bool, np.bool_]).astype(bool)
+
+    if len(result.columns) == 0:
+        raise ValueError(
+            "The model did not produce any values compatible with the requested type "
+            f"'{_spark_name(elem)}'. Consider requesting udf with StringType or "
+            "Arraytype(StringType)."
+        )
+
+    if ekind == "string":
+        result = result.map(str)
+
+    if kind == "array":
+        return pd.Series(result.to_numpy().tolist())
+    return result[result.columns[0]]
+
+
+def _spark_name(rtype):
+    return {
+        "int": "IntegerType()",
+        "bigint": "LongType()",
+        "float": "FloatType()",
+        "double": "DoubleType()",
+        "boolean": "BooleanType()",
+        "string": "StringType()",
+    }.get(rtype["kind"], rtype["kind"])
+
+
+# ---------------------------------------------------------------- to Arrow (Spark's side)
+def arrow_type(rtype):
+    kind = rtype["kind"]
+    simple = {
+        "int": pa.int32(),
+        "bigint": pa.int64(),
+        "float": pa.float32(),
+        "double": pa.float64(),
+        "boolean": pa.bool_(),
+        "string": pa.string(),
+        "binary": pa.binary(),
+        "tinyint": pa.int8(),
+        "smallint": pa.int16(),
+        "date": pa.date32(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+        "timestamp_ntz": pa.timestamp("us"),
+        "void": pa.null(),
+    }
+    if kind in simple:
+        return simple[kind]
+    if kind == "decimal":
+        return pa.decimal128(rtype["precision"], rtype["scale"])
+    if kind == "array":
+        return pa.list_(pa.field("element", arrow_type(rtype["element"])))
+    if kind == "map":
+        return pa.map_(arrow_type(rtype["key"]), arrow_type(rtype["value"]))
+    if kind == "struct":
+        return pa.struct([pa.field(n, arrow_type(t)) for n, t in rtype["fields"]])
+    raise ValueError(f"unsupported result type {kind}")
+
+
+def _spark_values(series, rtype):
+    """PySpark's ``_create_converter_from_pandas``: arrays as lists, maps as item lists."""
+    kind = rtype["kind"]
+    if kind == "timestamp":
+        ser = pd.Series(series)
+        if isinstance(ser.dtype, pd.DatetimeTZDtype):
+            return ser.dt.tz_convert("UTC")
+        return ser.astype("datetime64[ns]").dt.tz_localize("UTC")
+    if kind not in ("array", "map", "struct"):
+        return series
+
+    def convert(value, t):
+        k = t["kind"]
+        if value is None or (k != "struct" and _is_none_or_nan(value)):
+            return None
+        if k == "array":
+            return [convert(v, t["element"]) for v in value]
+        if k == "map":
+            return [(key, convert(v, t["value"])) for key, v in value.items()]
+        if k == "struct":
+            if isinstance(value, dict):
+                return {n: convert(value.get(n), ft) for n, ft in t["fields"]}
+            return value
+        return value
+
+    return pd.Series([convert(v, rtype) for v in series], dtype=object)
+
+
+def to_arrow(result, rtype, atype):
+    """PySpark's ``create_arrow_array_from_pandas`` (and its struct variant) with
+    ``safe=False``: missing values (None, NaN, NaT) become nulls."""
+    if isinstance(result, pd.DataFrame):
+        children = [
+            to_arrow(result[name].reset_index(drop=True), ftype, atype.field(name).type)
+            for name, ftype in rtype["fields"]
+        ]
+        return pa.StructArray.from_arrays(children, fields=list(atype))
+    series = _spark_values(result, rtype)
+    mask = None if hasattr(series.array, "__arrow_array__") else series.isnull()
+    try:
+        return pa.Array.from_pandas(series, mask=mask, type=atype, safe=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as e:
+        raise ValueError(
+            f"Exception thrown when converting pandas.Series ({series.dtype}) to Arrow Array "
+            f"({atype}): {e}"
+        ) from e

@@ -1,0 +1,47 @@
+//! # mlfusion-udf
+//!
+//! MLflow `python_function` ("pyfunc") models as DataFusion scalar UDFs, returning exactly
+//! what `mlflow.pyfunc.spark_udf` returns for the same model, input and `result_type`.
+//!
+//! - [`mlmodel`]: the `MLmodel` manifest; [`signature`]: column / tensor / params schemas.
+//! - [`result_type`]: Spark DDL result types, validation, defaults from the output schema.
+//! - [`enforce`]: naming and enforcing the model input on Arrow, before Python sees it.
+//! - [`params`]: inference params against the params schema.
+//! - [`runtime`]: the embedded CPython (pyo3), pointed at a venv.
+//! - [`model`]: loading a model once and scoring Arrow batches through it.
+//! - [`scalar`]: the [`ScalarUDFImpl`](datafusion::logical_expr::ScalarUDFImpl).
+//!
+//! It does not know about SQL sessions, files or servers; the `mlfusion-engine` crate does.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use mlfusion_udf::{PyModel, PyModelUdf, start_python};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! start_python(None)?; // before any tokio runtime or thread attaches to Python
+//! let model = Arc::new(PyModel::load("churn", "models/churn")?);
+//! let scorer = Arc::new(model.scorer(Some("double"), None)?);
+//! let udf = PyModelUdf::new("churn", scorer).into_udf();
+//! // ctx.register_udf(udf); ctx.sql("SELECT churn(f0, f1) FROM t")
+//! # let _ = udf; Ok(()) }
+//! ```
+//!
+//! Threading: Python is attached only around a model call. Never call into DataFusion
+//! (`collect`, `block_on`) from a thread that holds the GIL.
+
+pub mod enforce;
+pub mod error;
+pub mod mlmodel;
+pub mod model;
+pub mod params;
+pub mod result_type;
+pub mod runtime;
+pub mod scalar;
+pub mod signature;
+
+pub use error::{Error, Result};
+pub use mlmodel::MlModel;
+pub use model::{PyModel, Scorer};
+pub use result_type::{ResultType, SparkType};
+pub use runtime::start_python;
+pub use scalar::{PyModelUdf, ZeroArgModelCalls};

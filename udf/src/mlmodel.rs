@@ -1,0 +1,349 @@
+//! The `MLmodel` file: the YAML manifest of an MLflow model directory.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::signature::{ModelSignature, ParamSpec, Schema};
+
+/// Name of the manifest inside a model directory.
+pub const MLMODEL_FILE: &str = "MLmodel";
+
+/// A parsed `MLmodel` manifest together with the directory it was read from.
+#[derive(Debug, Clone)]
+pub struct MlModel {
+    /// The model directory (the parent of the `MLmodel` file).
+    pub dir: PathBuf,
+    /// The `python_function` flavor, which mlfusion loads the model through.
+    pub pyfunc: PyFuncFlavor,
+    /// Every other flavor, kept as an opaque map (`sklearn`, `python_function`, ...).
+    pub flavors: BTreeMap<String, serde_json::Value>,
+    /// The model signature, if it was saved with one.
+    pub signature: ModelSignature,
+    /// `saved_input_example_info`, kept opaque.
+    pub saved_input_example_info: Option<serde_json::Value>,
+    /// Free-form `metadata`.
+    pub metadata: Option<serde_json::Value>,
+    /// `model_uuid`.
+    pub model_uuid: Option<String>,
+    /// The MLflow version that saved the model.
+    pub mlflow_version: Option<String>,
+}
+
+/// The `flavors.python_function` block.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PyFuncFlavor {
+    /// Module whose `_load_pyfunc(data_path[, model_config])` loads the model.
+    pub loader_module: String,
+    /// Directory (relative to the model) prepended to `sys.path`.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Path (relative to the model) given to `_load_pyfunc`; defaults to the model directory.
+    #[serde(default)]
+    pub data: Option<String>,
+    /// Environment files: `env` (a path or a map), legacy `conda_env` / `python_env`.
+    #[serde(default)]
+    pub env: Option<serde_json::Value>,
+    #[serde(default)]
+    pub conda_env: Option<String>,
+    #[serde(default)]
+    pub python_env: Option<String>,
+    /// Configuration handed to `_load_pyfunc` as its second argument.
+    #[serde(default)]
+    pub model_config: Option<serde_json::Value>,
+    /// Extra artifacts of a `PythonModel`.
+    #[serde(default)]
+    pub artifacts: Option<serde_json::Value>,
+    /// The pickled `PythonModel` (loaded by `mlflow.pyfunc.model`).
+    #[serde(default)]
+    pub python_model: Option<String>,
+    /// Name of the predict method (default `predict`).
+    #[serde(default)]
+    pub predict_fn: Option<String>,
+    /// Python version the model was saved with.
+    #[serde(default)]
+    pub python_version: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawMlModel {
+    #[serde(default)]
+    flavors: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(default)]
+    signature: Option<RawSignature>,
+    #[serde(default)]
+    saved_input_example_info: Option<serde_json::Value>,
+    #[serde(default)]
+    metadata: Option<serde_json::Value>,
+    #[serde(default)]
+    model_uuid: Option<String>,
+    #[serde(default)]
+    mlflow_version: Option<String>,
+}
+
+/// The pyfunc flavor read typed straight from YAML: through an untyped value,
+/// `python_version: 3.10` would become the float 3.1.
+#[derive(Deserialize)]
+struct RawPyFunc {
+    #[serde(default)]
+    flavors: Option<RawPyFuncFlavors>,
+}
+
+#[derive(Deserialize)]
+struct RawPyFuncFlavors {
+    #[serde(default)]
+    python_function: Option<PyFuncFlavor>,
+}
+
+#[derive(Deserialize)]
+struct RawSignature {
+    #[serde(default)]
+    inputs: Option<String>,
+    #[serde(default)]
+    outputs: Option<String>,
+    #[serde(default)]
+    params: Option<String>,
+}
+
+impl MlModel {
+    /// Reads `<dir>/MLmodel`.
+    pub fn from_path(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        let path = dir.join(MLMODEL_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::ReadMlModel {
+            path: path.clone(),
+            source,
+        })?;
+        Self::parse(&text, dir)
+    }
+
+    /// Parses manifest text; `dir` is the model directory it belongs to.
+    pub fn parse(text: &str, dir: PathBuf) -> Result<Self> {
+        let path = dir.join(MLMODEL_FILE);
+        let malformed = |message: String| Error::MalformedMlModel {
+            path: path.clone(),
+            message,
+        };
+        let raw: RawMlModel = serde_saphyr::from_str(text).map_err(|e| malformed(e.to_string()))?;
+        let flavors = raw
+            .flavors
+            .ok_or_else(|| malformed("missing field 'flavors'".into()))?;
+        if !flavors.contains_key("python_function") {
+            return Err(Error::NoPyFuncFlavor {
+                path: dir.clone(),
+                flavors: flavors.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        }
+        let typed: RawPyFunc = serde_saphyr::from_str(text)
+            .map_err(|e| malformed(format!("field 'flavors.python_function': {e}")))?;
+        let pyfunc = typed
+            .flavors
+            .and_then(|f| f.python_function)
+            .ok_or_else(|| malformed("field 'flavors.python_function' is empty".into()))?;
+        for (field, value) in [("code", &pyfunc.code), ("data", &pyfunc.data)] {
+            if let Some(value) = value
+                && escapes(value)
+            {
+                return Err(Error::PathEscapes {
+                    path: path.clone(),
+                    field,
+                    value: value.clone(),
+                });
+            }
+        }
+        let signature = match raw.signature {
+            None => ModelSignature::default(),
+            Some(sig) => {
+                let schema = |field: &str, text: &Option<String>| -> Result<Option<Schema>> {
+                    text.as_deref()
+                        .filter(|t| !t.trim().is_empty() && t.trim() != "null")
+                        .map(|t| {
+                            Schema::from_json(t).map_err(|message| Error::MalformedSignature {
+                                path: path.clone(),
+                                field: format!("signature.{field}"),
+                                what: "schema",
+                                message,
+                            })
+                        })
+                        .transpose()
+                };
+                let params = sig
+                    .params
+                    .as_deref()
+                    .filter(|t| !t.trim().is_empty() && t.trim() != "null")
+                    .map(|t| {
+                        ParamSpec::list_from_json(t).map_err(|message| Error::MalformedSignature {
+                            path: path.clone(),
+                            field: "signature.params".into(),
+                            what: "params schema",
+                            message,
+                        })
+                    })
+                    .transpose()?;
+                ModelSignature {
+                    inputs: schema("inputs", &sig.inputs)?,
+                    outputs: schema("outputs", &sig.outputs)?,
+                    params,
+                }
+            }
+        };
+        Ok(Self {
+            dir,
+            pyfunc,
+            flavors,
+            signature,
+            saved_input_example_info: raw.saved_input_example_info,
+            metadata: raw.metadata,
+            model_uuid: raw.model_uuid,
+            mlflow_version: raw.mlflow_version,
+        })
+    }
+
+    /// The directory prepended to `sys.path`, if the model has one.
+    pub fn code_dir(&self) -> Option<PathBuf> {
+        self.pyfunc.code.as_ref().map(|c| self.dir.join(c))
+    }
+
+    /// The path handed to `_load_pyfunc`.
+    pub fn data_path(&self) -> PathBuf {
+        match &self.pyfunc.data {
+            Some(data) => self.dir.join(data),
+            None => self.dir.clone(),
+        }
+    }
+}
+
+/// True when a relative path from the manifest could leave the model directory.
+fn escapes(value: &str) -> bool {
+    let path = Path::new(value);
+    path.is_absolute()
+        || path
+            .components()
+            .try_fold(0i32, |depth, c| {
+                let depth = match c {
+                    Component::ParentDir => depth - 1,
+                    Component::Normal(_) => depth + 1,
+                    _ => depth,
+                };
+                (depth >= 0).then_some(depth)
+            })
+            .is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signature::{ColType, MlflowType};
+
+    const SKLEARN: &str = r#"
+artifact_path: model
+flavors:
+  python_function:
+    env:
+      conda: conda.yaml
+      virtualenv: python_env.yaml
+    loader_module: mlflow.sklearn
+    model_path: model.pkl
+    predict_fn: predict
+    python_version: 3.10
+  sklearn:
+    code: null
+    pickled_model: model.pkl
+    serialization_format: cloudpickle
+    sklearn_version: 1.5.0
+mlflow_version: 2.14.1
+model_uuid: 3c1f
+saved_input_example_info:
+  artifact_path: input_example.json
+  type: dataframe
+signature:
+  inputs: '[{"type": "double", "name": "f0", "required": true}, {"type": "long", "name": "f1", "required": false}]'
+  outputs: '[{"type": "tensor", "tensor-spec": {"dtype": "float64", "shape": [-1]}}]'
+  params: '[{"name": "k", "type": "long", "default": 3, "shape": null}]'
+"#;
+
+    fn parse(text: &str) -> Result<MlModel> {
+        MlModel::parse(text, PathBuf::from("/models/m"))
+    }
+
+    #[test]
+    fn parses_sklearn_manifest() {
+        let m = parse(SKLEARN).expect("valid manifest");
+        assert_eq!(m.pyfunc.loader_module, "mlflow.sklearn");
+        assert_eq!(m.pyfunc.python_version.as_deref(), Some("3.10"));
+        assert_eq!(m.pyfunc.predict_fn.as_deref(), Some("predict"));
+        assert_eq!(m.data_path(), PathBuf::from("/models/m"));
+        assert!(m.flavors.contains_key("sklearn"));
+        assert_eq!(m.mlflow_version.as_deref(), Some("2.14.1"));
+        assert_eq!(m.model_uuid.as_deref(), Some("3c1f"));
+        assert!(m.saved_input_example_info.is_some());
+        let inputs = m.signature.inputs.expect("inputs");
+        let Schema::Columns(cols) = &inputs else {
+            panic!("expected a column schema")
+        };
+        assert_eq!(cols.len(), 2);
+        assert_eq!(cols[0].name.as_deref(), Some("f0"));
+        assert_eq!(cols[0].ty, ColType::Primitive(MlflowType::Double));
+        assert!(!cols[1].required);
+        let outputs = m.signature.outputs.expect("outputs");
+        assert!(matches!(&outputs, Schema::Tensors(t) if t[0].shape == vec![-1]));
+        let params = m.signature.params.expect("params");
+        assert_eq!(params[0].name, "k");
+        assert_eq!(params[0].default, serde_json::json!(3));
+    }
+
+    #[test]
+    fn model_without_pyfunc_flavor_is_rejected() {
+        let err = parse("flavors:\n  sklearn:\n    pickled_model: m.pkl\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("no python_function flavor"), "{text}");
+        assert!(text.contains("sklearn"), "{text}");
+    }
+
+    #[test]
+    fn malformed_yaml_names_the_file() {
+        let err = parse("flavors: [\n  python_function: {").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("malformed MLmodel file /models/m/MLmodel"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn malformed_signature_json_names_the_field() {
+        let text = "flavors:\n  python_function:\n    loader_module: m\nsignature:\n  inputs: '[{\"type\": '\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains("signature.inputs"), "{err}");
+    }
+
+    #[test]
+    fn unknown_column_type_is_rejected() {
+        let text = "flavors:\n  python_function:\n    loader_module: m\nsignature:\n  inputs: '[{\"type\": \"quaternion\", \"name\": \"q\"}]'\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains("quaternion"), "{err}");
+    }
+
+    #[test]
+    fn code_path_escaping_the_model_is_rejected() {
+        for bad in ["../outside", "/etc", "code/../../x"] {
+            let text =
+                format!("flavors:\n  python_function:\n    loader_module: m\n    code: {bad}\n");
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains("escapes the model directory"), "{bad}: {err}");
+        }
+        let ok = "flavors:\n  python_function:\n    loader_module: m\n    code: code/../code\n    data: data/x\n";
+        let m = parse(ok).expect("stays inside");
+        assert_eq!(m.data_path(), PathBuf::from("/models/m/data/x"));
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = MlModel::from_path(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("cannot read MLmodel file"), "{err}");
+        assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    }
+}

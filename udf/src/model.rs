@@ -1,0 +1,259 @@
+//! A pyfunc model loaded in the embedded interpreter, and its scorer: the model bound to
+//! one result type and params, scoring Arrow batches.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayData, ArrayRef, make_array};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use arrow::pyarrow::{FromPyArrow, ToPyArrow};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTracebackMethods};
+use serde_json::{Value, json};
+
+use crate::enforce::{FrameMode, InputFrame, Label};
+use crate::error::{Error, Result};
+use crate::mlmodel::MlModel;
+use crate::params::validate_params;
+use crate::result_type::{ResultType, SparkType};
+use crate::runtime::{bridge, start_python};
+use crate::signature::{MlflowType, Schema};
+
+/// How many traceback lines an error keeps.
+const TRACEBACK_LINES: usize = 12;
+
+/// A model loaded once through its `loader_module`.
+#[derive(Debug)]
+pub struct PyModel {
+    name: String,
+    mlmodel: MlModel,
+    object: Py<PyAny>,
+}
+
+impl PyModel {
+    /// Reads `<dir>/MLmodel` and loads the model (`_load_pyfunc`), starting the interpreter
+    /// with the default venv if needed. `name` is how errors refer to the model.
+    pub fn load(name: &str, dir: impl AsRef<Path>) -> Result<Self> {
+        let mlmodel = MlModel::from_path(dir)?;
+        start_python(None)?;
+        let object = Python::attach(|py| -> Result<Py<PyAny>> {
+            let loaded = bridge(py)?.getattr("load_model").and_then(|f| {
+                f.call1((
+                    mlmodel.code_dir().map(|p| p.display().to_string()),
+                    &mlmodel.pyfunc.loader_module,
+                    mlmodel.data_path().display().to_string(),
+                    mlmodel.pyfunc.model_config.as_ref().map(Value::to_string),
+                ))
+            });
+            loaded
+                .map(Bound::unbind)
+                .map_err(|e| python_error(py, name, "loading the model", &e))
+        })?;
+        Ok(Self {
+            name: name.to_owned(),
+            mlmodel,
+            object,
+        })
+    }
+
+    /// The name errors refer to the model by.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The model's manifest.
+    pub fn mlmodel(&self) -> &MlModel {
+        &self.mlmodel
+    }
+
+    /// Binds the model to a result type (a Spark DDL string, or `None` for the model's
+    /// default) and params, validating both now as `spark_udf` does at UDF creation.
+    pub fn scorer(
+        self: &Arc<Self>,
+        result_type: Option<&str>,
+        params: Option<&Value>,
+    ) -> Result<Scorer> {
+        let signature = &self.mlmodel.signature;
+        let result_type = ResultType::resolve(result_type, signature.outputs.as_ref())?;
+        let return_type = result_type.spark.to_arrow()?;
+        let params = validate_params(&self.name, params, signature.params.as_deref())?;
+        let datetime_params: Vec<_> = signature
+            .params
+            .iter()
+            .flatten()
+            .filter(|p| p.ty == MlflowType::Datetime)
+            .map(|p| p.name.clone())
+            .collect();
+        let (tensors, tensor_names) = match &signature.inputs {
+            Some(Schema::Tensors(t)) => (
+                Some(
+                    t.iter()
+                        .map(|t| json!([t.name, t.dtype, t.shape]))
+                        .collect::<Vec<_>>(),
+                ),
+                t.iter().all(|t| t.name.is_some()),
+            ),
+            _ => (None, false),
+        };
+        let config = json!({
+            "result_type": result_type.spark.to_json(),
+            "params": params,
+            "datetime_params": datetime_params,
+            "tensors": tensors,
+            "tensor_names": tensor_names,
+        });
+        let predict_fn = self
+            .mlmodel
+            .pyfunc
+            .predict_fn
+            .as_deref()
+            .unwrap_or("predict");
+        let object = Python::attach(|py| -> Result<Py<PyAny>> {
+            bridge(py)?
+                .getattr("Scorer")
+                .and_then(|cls| cls.call1((self.object.bind(py), predict_fn, config.to_string())))
+                .map(Bound::unbind)
+                .map_err(|e| python_error(py, &self.name, "binding the model", &e))
+        })?;
+        Ok(Scorer {
+            model: Arc::clone(self),
+            result_type,
+            return_type,
+            params,
+            object,
+        })
+    }
+}
+
+/// A model bound to a result type and params: scores input frames.
+#[derive(Debug)]
+pub struct Scorer {
+    model: Arc<PyModel>,
+    result_type: ResultType,
+    return_type: DataType,
+    params: Option<Value>,
+    object: Py<PyAny>,
+}
+
+impl Scorer {
+    /// The model.
+    pub fn model(&self) -> &Arc<PyModel> {
+        &self.model
+    }
+
+    /// The Spark result type.
+    pub fn result_type(&self) -> &SparkType {
+        &self.result_type.spark
+    }
+
+    /// The Arrow type of every prediction array.
+    pub fn return_type(&self) -> &DataType {
+        &self.return_type
+    }
+
+    /// The params `predict` receives, after validation and defaults.
+    pub fn params(&self) -> Option<&Value> {
+        self.params.as_ref()
+    }
+
+    /// Scores one input frame; the result has exactly `frame.num_rows` rows of the
+    /// return type. An empty frame never reaches the model.
+    pub fn predict(&self, frame: &InputFrame) -> Result<ArrayRef> {
+        if frame.num_rows == 0 {
+            return Ok(arrow::array::new_empty_array(&self.return_type));
+        }
+        let name = self.model.name();
+        let data = Python::attach(|py| -> Result<ArrayData> {
+            let to_py = |e: PyErr| python_error(py, name, "predict", &e);
+            let labels = PyList::empty(py);
+            let arrays = PyList::empty(py);
+            for (label, array) in frame.labels.iter().zip(&frame.arrays) {
+                match label {
+                    Label::Name(n) => labels.append(n),
+                    Label::Index(i) => labels.append(i),
+                }
+                .map_err(to_py)?;
+                match array {
+                    Some(a) => arrays.append(a.to_data().to_pyarrow(py).map_err(to_py)?),
+                    None => arrays.append(py.None()),
+                }
+                .map_err(to_py)?;
+            }
+            let mode = match frame.mode {
+                FrameMode::Args => "args",
+                FrameMode::Struct => "struct",
+                FrameMode::StructLegacy => "struct_legacy",
+            };
+            let out = self
+                .object
+                .bind(py)
+                .call_method1("predict", (labels, arrays, mode))
+                .map_err(to_py)?;
+            ArrayData::from_pyarrow_bound(&out).map_err(to_py)
+        })?;
+        let array = make_array(data);
+        if array.len() != frame.num_rows {
+            return Err(Error::RowCount {
+                model: name.to_owned(),
+                expected: frame.num_rows,
+                found: array.len(),
+            });
+        }
+        if array.data_type() == &self.return_type {
+            return Ok(array);
+        }
+        cast(&array, &self.return_type).map_err(|e| Error::Output {
+            model: name.to_owned(),
+            expected: self.result_type.spark.to_string(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Captures a Python exception while attached: `Type: message` and the last traceback lines.
+pub(crate) fn format_py_err(py: Python<'_>, err: &PyErr) -> (String, String) {
+    let exception = format!("{}: {}", type_name(py, err), err.value(py));
+    let traceback = err
+        .traceback(py)
+        .and_then(|tb| tb.format().ok())
+        .map(|text| {
+            let lines: Vec<_> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(TRACEBACK_LINES)..];
+            // Start at a frame boundary so no frame is shown half.
+            let start = tail
+                .iter()
+                .position(|l| l.starts_with("  File"))
+                .unwrap_or(0);
+            format!(
+                "Traceback (most recent call last, abridged):\n{}",
+                tail[start..].join("\n")
+            )
+        })
+        .unwrap_or_default();
+    (exception, traceback)
+}
+
+fn type_name(py: Python<'_>, err: &PyErr) -> String {
+    err.get_type(py)
+        .qualname()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "Exception".into())
+}
+
+/// A Python exception as our error; the bridge tags exceptions raised outside the
+/// model's own code with `mlfusion_stage`.
+fn python_error(py: Python<'_>, model: &str, stage: &str, err: &PyErr) -> Error {
+    let (exception, traceback) = format_py_err(py, err);
+    let stage = err
+        .value(py)
+        .getattr("mlfusion_stage")
+        .and_then(|s| s.extract::<String>())
+        .unwrap_or_else(|_| stage.to_owned());
+    Error::Python {
+        model: model.to_owned(),
+        stage,
+        exception,
+        traceback,
+    }
+}
