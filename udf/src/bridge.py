@@ -448,32 +448,55 @@ def arrow_type(rtype):
     raise ValueError(f"unsupported result type {kind}")
 
 
-def _spark_values(series, rtype):
-    """PySpark's ``_create_converter_from_pandas``: arrays as lists, maps as item lists."""
+def _spark_converter(rtype):
+    """PySpark's ``_create_converter_from_pandas`` for one value; ``None`` when values
+    pass unchanged. NaN is left to ``pa.Array.from_pandas``, as Spark does."""
     kind = rtype["kind"]
+    if kind == "array":
+        elem = _spark_converter(rtype["element"])
+        if elem is None:
+            return list
+        return lambda value: [elem(v) if v is not None else None for v in value]
+    if kind == "map":
+        conv = _spark_converter(rtype["value"])
+        if conv is None:
+            return lambda value: list(value.items())
+        return lambda value: [(k, conv(v) if v is not None else None) for k, v in value.items()]
+    if kind == "struct":
+        fields = [(name, _spark_converter(t)) for name, t in rtype["fields"]]
+
+        def convert_struct(value):
+            if isinstance(value, dict):
+                values = [value.get(name) for name, _ in fields]
+            else:
+                values = list(value)
+            return {
+                name: conv(v) if conv is not None and v is not None else v
+                for (name, conv), v in zip(fields, values)
+            }
+
+        return convert_struct
     if kind == "timestamp":
+
+        def convert_timestamp(value):
+            ts = pd.Timestamp(value)
+            return (ts if ts.tzinfo is not None else ts.tz_localize("UTC")).to_pydatetime()
+
+        return convert_timestamp
+    return None
+
+
+def _spark_values(series, rtype):
+    """The series as PySpark hands it to pyarrow for result type ``rtype``."""
+    if rtype["kind"] == "timestamp":
         ser = pd.Series(series)
         if isinstance(ser.dtype, pd.DatetimeTZDtype):
             return ser.dt.tz_convert("UTC")
         return ser.astype("datetime64[ns]").dt.tz_localize("UTC")
-    if kind not in ("array", "map", "struct"):
+    conv = _spark_converter(rtype)
+    if conv is None:
         return series
-
-    def convert(value, t):
-        k = t["kind"]
-        if value is None or (k != "struct" and _is_none_or_nan(value)):
-            return None
-        if k == "array":
-            return [convert(v, t["element"]) for v in value]
-        if k == "map":
-            return [(key, convert(v, t["value"])) for key, v in value.items()]
-        if k == "struct":
-            if isinstance(value, dict):
-                return {n: convert(value.get(n), ft) for n, ft in t["fields"]}
-            return value
-        return value
-
-    return pd.Series([convert(v, rtype) for v in series], dtype=object)
+    return series.apply(lambda v: conv(v) if v is not None else None)
 
 
 def to_arrow(result, rtype, atype):

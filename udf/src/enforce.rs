@@ -129,12 +129,7 @@ fn positional_frame(
             num_rows,
         });
     };
-    let labels: Vec<Label> = schema
-        .names()
-        .iter()
-        .enumerate()
-        .map(|(i, n)| n.map_or(Label::Index(i as i64), |n| Label::Name(n.to_owned())))
-        .collect();
+    let labels = schema_labels(schema);
     if args.len() < schema.required_count() {
         return Err(Error::Call {
             model: model.to_owned(),
@@ -150,6 +145,17 @@ fn positional_frame(
         mode: FrameMode::Args,
         num_rows,
     })
+}
+
+/// The frame labels a signature gives positional arguments: its input names, or the
+/// integers 0, 1, ... for an unnamed signature.
+pub fn schema_labels(schema: &Schema) -> Vec<Label> {
+    schema
+        .names()
+        .iter()
+        .enumerate()
+        .map(|(i, n)| n.map_or(Label::Index(i as i64), |n| Label::Name(n.to_owned())))
+        .collect()
 }
 
 /// The text of `spark_udf`'s error for too few positional arguments.

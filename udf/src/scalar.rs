@@ -17,7 +17,7 @@ use datafusion::logical_expr::{
     TypeSignature, Volatility,
 };
 
-use crate::enforce::{Label, build_input, missing_required_message};
+use crate::enforce::{build_input, missing_required_message, schema_labels};
 use crate::model::Scorer;
 use crate::signature::Schema;
 
@@ -98,12 +98,7 @@ impl ScalarUDFImpl for PyModelUdf {
             && let Some(schema) = self.inputs()
             && args.arg_fields.len() < schema.required_count()
         {
-            let labels: Vec<Label> = schema
-                .names()
-                .iter()
-                .enumerate()
-                .map(|(i, n)| n.map_or(Label::Index(i as i64), |n| Label::Name(n.to_owned())))
-                .collect();
+            let labels = schema_labels(schema);
             return plan_err!(
                 "model '{}': {}",
                 self.name,

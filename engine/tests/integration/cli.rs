@@ -100,39 +100,27 @@ fn malformed_model_directories_fail_clearly() {
 #[test]
 fn result_types_are_validated_before_running() {
     let model = format!("adder={}", test_model("adder"));
-    let err = failure(&mlfusion(&[
-        "query",
-        "--model",
-        &model,
-        "--result-type",
-        "adder=timestamp",
-        "SELECT 1",
-    ]));
-    assert!(
-        err.contains("invalid 'spark_udf' result type: timestamp"),
-        "{err}"
-    );
-    let err = failure(&mlfusion(&[
-        "query",
-        "--model",
-        &model,
-        "--result-type",
-        "adder=array<double",
-        "SELECT 1",
-    ]));
-    assert!(
-        err.contains("cannot parse result type 'array<double'"),
-        "{err}"
-    );
-    let err = failure(&mlfusion(&[
-        "query",
-        "--model",
-        &model,
-        "--result-type",
-        "other=double",
-        "SELECT 1",
-    ]));
-    assert!(err.contains("--result-type names model 'other'"), "{err}");
+    for (flag, expected) in [
+        (
+            "adder=timestamp",
+            "invalid 'spark_udf' result type: timestamp",
+        ),
+        (
+            "adder=array<double",
+            "cannot parse result type 'array<double'",
+        ),
+        ("other=double", "--result-type names model 'other'"),
+    ] {
+        let err = failure(&mlfusion(&[
+            "query",
+            "--model",
+            &model,
+            "--result-type",
+            flag,
+            "SELECT 1",
+        ]));
+        assert!(err.contains(expected), "expected {expected:?} in:\n{err}");
+    }
 }
 
 #[test]
