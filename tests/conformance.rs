@@ -3,8 +3,13 @@
 //! `expected.parquet` (types, NULLs, values: float64 bit-exact, float32 within 1 ulp), or,
 //! for error cases, a failing run whose message conveys the case's error concept.
 //!
-//! `cargo test --test conformance [-- FILTER]`; the cases directory is
-//! `MLFUSION_CONFORMANCE_CASES`, else `../shared/conformance/cases` beside the repo.
+//! Two sets run: the shared goldens (`MLFUSION_CONFORMANCE_CASES`, else
+//! `../shared/conformance/cases` beside the repo), and `testdata/oracle-cases`, more cases
+//! recorded from the real `spark_udf` by `tests/oracle/generate.py`. An oracle case names a
+//! shared case's model to start from (`model_recipe.base`), the output recipe and input
+//! signature to give it, and the shared case whose `input.parquet` it reads (`input`).
+//!
+//! `cargo test --test conformance [-- FILTER]`.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -72,29 +77,42 @@ fn cases_dir() -> PathBuf {
         })
 }
 
-fn main() -> ExitCode {
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let dir = cases_dir();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        eprintln!(
-            "conformance cases not found at {}\nhint: set MLFUSION_CONFORMANCE_CASES",
-            dir.display()
-        );
-        return ExitCode::FAILURE;
-    };
+fn oracle_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/oracle-cases")
+}
+
+/// The case directories of `dir` whose name contains `filter`.
+fn list_cases(dir: &Path, filter: Option<&str>) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("conformance cases not found at {}: {e}", dir.display()))?;
     let mut cases: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("case.json").exists())
         .filter(|p| {
-            filter.as_deref().is_none_or(|f| {
+            filter.is_none_or(|f| {
                 p.file_name()
                     .is_some_and(|n| n.to_string_lossy().contains(f))
             })
         })
         .collect();
     cases.sort();
+    Ok(cases)
+}
+
+fn main() -> ExitCode {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let mut cases = Vec::new();
+    for dir in [cases_dir(), oracle_dir()] {
+        match list_cases(&dir, filter.as_deref()) {
+            Ok(found) => cases.extend(found),
+            Err(e) => {
+                eprintln!("{e}\nhint: set MLFUSION_CONFORMANCE_CASES to shared/conformance/cases");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if cases.is_empty() {
-        eprintln!("no conformance cases in {}", dir.display());
+        eprintln!("no conformance cases match {filter:?}");
         return ExitCode::FAILURE;
     }
     let queue = Mutex::new(cases.clone());
@@ -110,11 +128,13 @@ fn main() -> ExitCode {
                         break;
                     };
                     let outcome = run_case(&case);
-                    let id = case
-                        .file_name()
-                        .expect("case dir")
-                        .to_string_lossy()
-                        .into_owned();
+                    let set = if case.starts_with(oracle_dir()) {
+                        "oracle/"
+                    } else {
+                        ""
+                    };
+                    let name = case.file_name().expect("case dir").to_string_lossy();
+                    let id = format!("{set}{name}");
                     results.lock().expect("results").push((id, outcome));
                 }
             });
@@ -175,16 +195,26 @@ fn run_case(dir: &Path) -> Result<(), String> {
     };
     let out_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let out = out_dir.path().join("out.parquet");
+    let (model, input) = match case.get("model_recipe") {
+        Some(recipe) => {
+            let shared = cases_dir();
+            let input = case["input"]
+                .as_str()
+                .ok_or("oracle case without 'input'")?;
+            let input = shared.join(input).join("input.parquet");
+            (build_recipe_model(recipe, &shared, out_dir.path())?, input)
+        }
+        None => (
+            dir.join(case["model"].as_str().unwrap_or("model")),
+            dir.join("input.parquet"),
+        ),
+    };
     let mut cmd = Command::new(BIN);
     cmd.arg("query")
         .arg("--model")
-        .arg(format!(
-            "m={}",
-            dir.join(case["model"].as_str().unwrap_or("model"))
-                .display()
-        ))
+        .arg(format!("m={}", model.display()))
         .arg("--table")
-        .arg(format!("input={}", dir.join("input.parquet").display()))
+        .arg(format!("input={}", input.display()))
         .arg("--output")
         .arg(&out);
     if let Some(rt) = case["result_type"].as_str() {
@@ -222,6 +252,45 @@ fn run_case(dir: &Path) -> Result<(), String> {
     let expected = read_column(&dir.join("expected.parquet"))?;
     let actual = read_column(&out)?;
     compare(&expected, &actual)
+}
+
+/// An oracle case's model: a copy of a shared loader-module model with its recipe and,
+/// when given, an input signature.
+fn build_recipe_model(recipe: &Value, shared: &Path, into: &Path) -> Result<PathBuf, String> {
+    let base = recipe["base"]
+        .as_str()
+        .ok_or("model_recipe without 'base'")?;
+    let base = shared.join(base).join("model");
+    let model = into.join("model");
+    copy_dir(&base, &model).map_err(|e| format!("copying {}: {e}", base.display()))?;
+    let config = serde_json::json!({"kind": recipe["kind"], "accepts_params": true});
+    std::fs::write(model.join("data/recipe/config.json"), config.to_string())
+        .map_err(|e| e.to_string())?;
+    if let Some(inputs) = recipe.get("inputs").filter(|i| !i.is_null()) {
+        // A YAML single-quoted scalar: quotes are doubled.
+        let json = inputs.to_string().replace('\'', "''");
+        let path = model.join("MLmodel");
+        let mut mlmodel = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+        mlmodel.push_str(&format!(
+            "signature:\n  inputs: '{json}'\n  outputs: null\n  params: null\n"
+        ));
+        std::fs::write(path, mlmodel).map_err(|e| e.to_string())?;
+    }
+    Ok(model)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }
 
 fn read_column(path: &Path) -> Result<ArrayRef, String> {

@@ -8,9 +8,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, StructArray, make_array, new_null_array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, Int64Array, StructArray, make_array, new_null_array,
+};
 use arrow::buffer::NullBuffer;
-use arrow::compute::cast;
+use arrow::compute::{CastOptions, cast, cast_with_options};
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, TimeUnit};
 
 use crate::error::{Error, Result};
@@ -65,7 +67,7 @@ pub fn build_input(
     let args: Vec<ArrayRef> = args.iter().map(normalize).collect::<Result<_>>()?;
     let frame = match args.as_slice() {
         [single] if matches!(single.data_type(), DataType::Struct(_)) => {
-            struct_frame(single, num_rows)?
+            struct_frame(model, single, num_rows)?
         }
         _ => positional_frame(model, inputs, args, num_rows)?,
     };
@@ -80,8 +82,22 @@ pub fn build_input(
     }
 }
 
-fn struct_frame(array: &ArrayRef, num_rows: usize) -> Result<InputFrame> {
+fn struct_frame(model: &str, array: &ArrayRef, num_rows: usize) -> Result<InputFrame> {
     let s = array.as_struct();
+    let names: Vec<&String> = s.fields().iter().map(|f| f.name()).collect();
+    if let Some(dup) = names
+        .iter()
+        .enumerate()
+        .find(|(i, n)| names[..*i].contains(n))
+    {
+        return Err(Error::Call {
+            model: model.to_owned(),
+            message: format!(
+                "the struct argument has the field name '{}' twice; a model's input columns must be unique",
+                dup.1
+            ),
+        });
+    }
     let mut arrays = Vec::with_capacity(s.num_columns());
     for child in s.columns() {
         arrays.push(Some(with_parent_nulls(child, s)?));
@@ -398,7 +414,25 @@ fn enforce_column(
         return keep;
     }
     if t == MlflowType::Datetime && is_object {
-        return cast_to(&target);
+        let a = array.as_ref().expect("present column");
+        let strict = CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        return cast_with_options(a, &target, &strict)
+            .map(Some)
+            .map_err(|e| {
+                format!("Failed to convert column {label} from type object to datetime: {e}")
+            });
+    }
+    // MLflow's decimal branch: numpy says `dtype('O') == decimal.Decimal`, so every object
+    // column bound for double goes through `pandas.to_numeric`.
+    if t == MlflowType::Double && is_object {
+        return to_numeric(array.as_ref().expect("present column"))
+            .map(Some)
+            .map_err(|e| {
+                format!("Failed to convert column {label} from type object to double: {e}")
+            });
     }
     if t == MlflowType::Boolean && is_object {
         return keep;
@@ -442,6 +476,55 @@ fn enforce_column(
     Err(format!(
         "Incompatible input types for column {label}. Can not safely convert {src} to {np_name}.{hint}"
     ))
+}
+
+/// `pandas.to_numeric(errors="raise")` of the object column Spark makes of `array`:
+/// bools and decimals become float64; strings parse (all integers and no missing values
+/// give int64; "" is missing; "nan" is refused); anything else fails.
+fn to_numeric(array: &ArrayRef) -> Result<ArrayRef, String> {
+    match array.data_type() {
+        DataType::Boolean
+        | DataType::Null
+        | DataType::Decimal128(_, _)
+        | DataType::Decimal256(_, _) => cast(array, &DataType::Float64).map_err(|e| e.to_string()),
+        DataType::Utf8 => parse_numbers(array.as_string::<i32>().iter()),
+        DataType::Binary => parse_numbers(
+            array
+                .as_binary::<i32>()
+                .iter()
+                .map(|b| b.map(|b| std::str::from_utf8(b).unwrap_or("\u{fffd}"))),
+        ),
+        other => Err(format!("values of type {other} are not numbers")),
+    }
+}
+
+fn parse_numbers<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Result<ArrayRef, String> {
+    let mut ints: Vec<Option<i64>> = Vec::new();
+    let mut floats: Vec<Option<f64>> = Vec::new();
+    let mut all_ints = true;
+    for (i, v) in values.enumerate() {
+        let text = v.map(str::trim).filter(|t| !t.is_empty());
+        let Some(text) = text else {
+            all_ints = false;
+            ints.push(None);
+            floats.push(None);
+            continue;
+        };
+        let int = text.parse::<i64>().ok();
+        let float = text
+            .parse::<f64>()
+            .ok()
+            .filter(|_| !text.to_ascii_lowercase().contains("nan"))
+            .ok_or_else(|| format!("Unable to parse string \"{text}\" at position {i}"))?;
+        all_ints &= int.is_some();
+        ints.push(int);
+        floats.push(Some(float));
+    }
+    Ok(if all_ints {
+        Arc::new(Int64Array::from(ints))
+    } else {
+        Arc::new(Float64Array::from(floats))
+    })
 }
 
 /// True for a float64-presented column with missing values whose other values are integral.
@@ -684,6 +767,73 @@ mod tests {
             .expect_err("int")
             .to_string();
         assert!(err.contains("Can not safely convert int32 to <U0"), "{err}");
+    }
+
+    #[test]
+    fn object_columns_for_double_inputs_go_through_to_numeric() {
+        let s = cols(r#"[{"type": "double", "name": "a"}]"#);
+        let enforce = |a: ArrayRef| {
+            build_input("m", Some(&s), &[a], 3).map(|f| f.arrays[0].clone().expect("a"))
+        };
+        let bools =
+            enforce(arr(BooleanArray::from(vec![Some(true), None, Some(false)]))).expect("bools");
+        assert_eq!(
+            bools
+                .as_primitive::<Float64Type>()
+                .iter()
+                .collect::<Vec<_>>(),
+            [Some(1.0), None, Some(0.0)]
+        );
+        let ints = enforce(arr(StringArray::from(vec!["1", " 2 ", "-3"]))).expect("int strings");
+        assert_eq!(ints.data_type(), &DataType::Int64);
+        let floats =
+            enforce(arr(StringArray::from(vec![Some("1.5"), Some(""), None]))).expect("floats");
+        assert_eq!(
+            floats
+                .as_primitive::<Float64Type>()
+                .iter()
+                .collect::<Vec<_>>(),
+            [Some(1.5), None, None]
+        );
+        let err = enforce(arr(StringArray::from(vec!["1", "nan", "x"])))
+            .expect_err("nan")
+            .to_string();
+        assert!(
+            err.contains("Unable to parse string \"nan\" at position 1"),
+            "{err}"
+        );
+        // Without nulls a bool column is bool, not object: refused.
+        assert!(enforce(arr(BooleanArray::from(vec![true, false, true]))).is_err());
+    }
+
+    #[test]
+    fn unparseable_strings_for_datetime_inputs_fail() {
+        let s = cols(r#"[{"type": "datetime", "name": "a"}]"#);
+        let err = build_input(
+            "m",
+            Some(&s),
+            &[arr(StringArray::from(vec!["2024-01-02", "e3"]))],
+            2,
+        )
+        .expect_err("e3")
+        .to_string();
+        assert!(
+            err.contains("Failed to convert column a from type object to datetime"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn duplicate_struct_fields_are_refused() {
+        let f = || Arc::new(Field::new("z", DataType::Float64, true));
+        let s = StructArray::from(vec![
+            (f(), arr(Float64Array::from(vec![1.0]))),
+            (f(), arr(Float64Array::from(vec![2.0]))),
+        ]);
+        let err = build_input("m", None, &[arr(s)], 1)
+            .expect_err("dup")
+            .to_string();
+        assert!(err.contains("field name 'z' twice"), "{err}");
     }
 
     #[test]
