@@ -186,10 +186,8 @@ fn run_case(dir: &Path) -> Result<(), String> {
     let quoted: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
     let call = match case["call"]["form"].as_str() {
         Some("args") => format!("m({})", quoted.join(", ")),
-        Some("struct") => {
-            let fields: Vec<String> = columns.iter().map(|c| format!("'{c}', \"{c}\"")).collect();
-            format!("m(named_struct({}))", fields.join(", "))
-        }
+        // As in Spark: struct fields take the column names (see ModelCallRewrites).
+        Some("struct") => format!("m(struct({}))", quoted.join(", ")),
         Some("none") => "m()".to_owned(),
         other => return Err(format!("unknown call form {other:?}")),
     };

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use datafusion::execution::FunctionRegistry;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
-use mlfusion_udf::{PyModel, PyModelUdf, ZeroArgModelCalls};
+use mlfusion_udf::{ModelCallRewrites, PyModel, PyModelUdf};
 use serde_json::Value;
 
 use crate::args::SessionArgs;
@@ -33,7 +33,7 @@ pub fn new_context(settings: &SessionArgs) -> Result<SessionContext> {
         .with_repartition_file_scans(false)
         .with_round_robin_repartition(false);
     let mut ctx = SessionContext::new_with_config(config);
-    ctx.register_function_rewrite(Arc::new(ZeroArgModelCalls))?;
+    ctx.register_function_rewrite(Arc::new(ModelCallRewrites))?;
     Ok(ctx)
 }
 

@@ -44,4 +44,4 @@ pub use mlmodel::MlModel;
 pub use model::{PyModel, Scorer};
 pub use result_type::{ResultType, SparkType};
 pub use runtime::start_python;
-pub use scalar::{PyModelUdf, ZeroArgModelCalls};
+pub use scalar::{ModelCallRewrites, PyModelUdf};

@@ -18,7 +18,7 @@ pub struct MlModel {
     pub dir: PathBuf,
     /// The `python_function` flavor, which mlfusion loads the model through.
     pub pyfunc: PyFuncFlavor,
-    /// Every other flavor, kept as an opaque map (`sklearn`, `python_function`, ...).
+    /// Every flavor (`python_function`, `sklearn`, ...), kept as opaque maps.
     pub flavors: BTreeMap<String, serde_json::Value>,
     /// The model signature, if it was saved with one.
     pub signature: ModelSignature,

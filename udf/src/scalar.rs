@@ -1,5 +1,5 @@
-//! The DataFusion side: a bound model as a [`ScalarUDFImpl`], and the rewrite that gives
-//! the zero-argument form `m()` its columns.
+//! The DataFusion side: a bound model as a [`ScalarUDFImpl`], and the analyzer rewrites
+//! of its Spark call forms ([`ModelCallRewrites`]).
 
 use std::any::Any;
 use std::hash::{Hash, Hasher};
@@ -10,11 +10,12 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Column, DFSchema, DataFusionError, plan_err};
 use datafusion::error::Result;
+use datafusion::functions::core::named_struct;
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::expr_rewriter::FunctionRewrite;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    TypeSignature, Volatility,
+    TypeSignature, Volatility, lit,
 };
 
 use crate::enforce::{build_input, missing_required_message, schema_labels};
@@ -25,7 +26,7 @@ use crate::signature::Schema;
 ///
 /// Call forms: positional columns `m(a, b)`; one struct `m(named_struct('a', x, ...))`
 /// whose field names become the model's column names; and `m()` for a model whose
-/// signature names its inputs (see [`ZeroArgModelCalls`]).
+/// signature names its inputs (see [`ModelCallRewrites`]).
 #[derive(Debug)]
 pub struct PyModelUdf {
     name: String,
@@ -134,14 +135,17 @@ impl ScalarUDFImpl for PyModelUdf {
     }
 }
 
-/// Rewrites `m()` into `m(x, y, ...)` for a model whose signature names its inputs:
-/// `spark_udf`'s zero-argument form, which takes the signature's columns by name.
+/// Rewrites model calls into the forms the UDF evaluates, as Spark binds them:
+/// - `m()` becomes `m(x, y, ...)` for a model whose signature names its inputs:
+///   `spark_udf`'s zero-argument form, which takes the signature's columns by name;
+/// - `m(struct(a, b + 1))` becomes `m(named_struct('a', a, 'col2', b + 1))`: Spark names
+///   struct fields after their columns (`colN` otherwise), DataFusion names them `cN`.
 #[derive(Debug, Default)]
-pub struct ZeroArgModelCalls;
+pub struct ModelCallRewrites;
 
-impl FunctionRewrite for ZeroArgModelCalls {
+impl FunctionRewrite for ModelCallRewrites {
     fn name(&self) -> &str {
-        "mlfusion_zero_arg_model_calls"
+        "mlfusion_model_call_rewrites"
     }
 
     fn rewrite(
@@ -156,43 +160,68 @@ impl FunctionRewrite for ZeroArgModelCalls {
         let Some(udf) = (func.inner().as_ref() as &dyn Any).downcast_ref::<PyModelUdf>() else {
             return Ok(Transformed::no(expr));
         };
-        if !args.is_empty() {
-            return Ok(Transformed::no(expr));
-        }
-        let name = udf.name();
-        let columns: Vec<&str> = match udf.inputs() {
-            None => {
-                return plan_err!(
-                    "model '{name}' was called with zero columns, but it has no input signature to take column names from\nhint: pass the input columns explicitly: {name}(col1, col2, ...)"
-                );
-            }
-            Some(Schema::Columns(cols)) if cols.iter().any(|c| !c.required) => {
-                return plan_err!(
-                    "model '{name}' cannot be called without column names because its signature contains optional columns\nhint: pass the input columns explicitly"
-                );
-            }
-            Some(schema) if !schema.has_names() => {
-                return plan_err!(
-                    "model '{name}' cannot be called without arguments because its signature names no columns\nhint: pass the input columns explicitly"
-                );
-            }
-            Some(schema) => schema.names().into_iter().flatten().collect(),
-        };
-        let mut bound = Vec::with_capacity(columns.len());
-        for column in columns {
-            match schema.qualified_field_with_unqualified_name(column) {
-                Ok((qualifier, field)) => {
-                    bound.push(Expr::Column(Column::new(qualifier.cloned(), field.name())))
+        match args.as_slice() {
+            [] => bind_signature_columns(udf, func, schema).map(Transformed::yes),
+            [Expr::ScalarFunction(inner)] if inner.func.name() == "struct" => {
+                let mut named = Vec::with_capacity(inner.args.len() * 2);
+                for (i, arg) in inner.args.iter().enumerate() {
+                    let field = match arg {
+                        Expr::Column(c) => c.name.clone(),
+                        Expr::Alias(a) => a.name.clone(),
+                        _ => format!("col{}", i + 1),
+                    };
+                    named.extend([lit(field), arg.clone()]);
                 }
-                Err(_) => {
-                    return plan_err!(
-                        "model '{name}' takes its input column '{column}' from its signature, but the query has no column '{column}'"
-                    );
-                }
+                let call = Expr::ScalarFunction(ScalarFunction::new_udf(named_struct(), named));
+                Ok(Transformed::yes(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(Arc::clone(func), vec![call]),
+                )))
             }
+            _ => Ok(Transformed::no(expr)),
         }
-        Ok(Transformed::yes(Expr::ScalarFunction(
-            ScalarFunction::new_udf(Arc::clone(func), bound),
-        )))
     }
+}
+
+/// The zero-argument form: the signature's input columns, by name, from `schema`.
+fn bind_signature_columns(
+    udf: &PyModelUdf,
+    func: &Arc<ScalarUDF>,
+    schema: &DFSchema,
+) -> Result<Expr> {
+    let name = udf.name();
+    let columns: Vec<&str> = match udf.inputs() {
+        None => {
+            return plan_err!(
+                "model '{name}' was called with zero columns, but it has no input signature to take column names from\nhint: pass the input columns explicitly: {name}(col1, col2, ...)"
+            );
+        }
+        Some(Schema::Columns(cols)) if cols.iter().any(|c| !c.required) => {
+            return plan_err!(
+                "model '{name}' cannot be called without column names because its signature contains optional columns\nhint: pass the input columns explicitly"
+            );
+        }
+        Some(schema) if !schema.has_names() => {
+            return plan_err!(
+                "model '{name}' cannot be called without arguments because its signature names no columns\nhint: pass the input columns explicitly"
+            );
+        }
+        Some(schema) => schema.names().into_iter().flatten().collect(),
+    };
+    let mut bound = Vec::with_capacity(columns.len());
+    for column in columns {
+        match schema.qualified_field_with_unqualified_name(column) {
+            Ok((qualifier, field)) => {
+                bound.push(Expr::Column(Column::new(qualifier.cloned(), field.name())))
+            }
+            Err(_) => {
+                return plan_err!(
+                    "model '{name}' takes its input column '{column}' from its signature, but the query has no column '{column}'"
+                );
+            }
+        }
+    }
+    Ok(Expr::ScalarFunction(ScalarFunction::new_udf(
+        Arc::clone(func),
+        bound,
+    )))
 }
