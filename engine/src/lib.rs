@@ -20,6 +20,7 @@
 pub mod args;
 pub mod commands;
 pub mod error;
+pub mod model_functions;
 pub mod output;
 pub mod session;
 

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::args::SessionArgs;
 use crate::error::{Error, Result};
+use crate::model_functions::{ModelFunctionFactory, ModelsTable};
 
 /// One model to register: SQL name, directory, optional result type and params.
 #[derive(Debug, Clone)]
@@ -32,8 +33,10 @@ pub fn new_context(settings: &SessionArgs) -> Result<SessionContext> {
         .with_target_partitions(partitions)
         .with_repartition_file_scans(false)
         .with_round_robin_repartition(false);
-    let mut ctx = SessionContext::new_with_config(config);
+    let mut ctx = SessionContext::new_with_config(config)
+        .with_function_factory(Arc::new(ModelFunctionFactory));
     ctx.register_function_rewrite(Arc::new(ModelCallRewrites))?;
+    ctx.register_udtf("models", Arc::new(ModelsTable));
     Ok(ctx)
 }
 

@@ -3,6 +3,8 @@
 //! In `MLmodel` each part of the signature is a JSON string holding a list of specs;
 //! see <https://mlflow.org/docs/latest/model/signatures.html>.
 
+use std::fmt;
+
 use serde_json::Value;
 
 /// `signature:` of an MLmodel file.
@@ -295,6 +297,57 @@ impl ParamSpec {
     }
 }
 
+impl fmt::Display for ColType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ColType::Primitive(t) => f.write_str(t.name()),
+            ColType::Array(e) => write!(f, "array<{e}>"),
+            ColType::Map(v) => write!(f, "map<string, {v}>"),
+            ColType::Any => f.write_str("any"),
+            ColType::Object(props) => {
+                let props: Vec<String> = props
+                    .iter()
+                    .map(|p| format!("{}: {}", p.name, p.ty))
+                    .collect();
+                write!(f, "object<{}>", props.join(", "))
+            }
+        }
+    }
+}
+
+/// MLflow's readable form: `[x: double, y: long (optional)]`, `[t: tensor float32 (-1, 2)]`.
+impl fmt::Display for Schema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let entries: Vec<String> = match self {
+            Schema::Columns(cols) => cols
+                .iter()
+                .map(|c| {
+                    let name = c
+                        .name
+                        .as_deref()
+                        .map(|n| format!("{n}: "))
+                        .unwrap_or_default();
+                    let optional = if c.required { "" } else { " (optional)" };
+                    format!("{name}{}{optional}", c.ty)
+                })
+                .collect(),
+            Schema::Tensors(tensors) => tensors
+                .iter()
+                .map(|t| {
+                    let name = t
+                        .name
+                        .as_deref()
+                        .map(|n| format!("{n}: "))
+                        .unwrap_or_default();
+                    let dims: Vec<String> = t.shape.iter().map(i64::to_string).collect();
+                    format!("{name}tensor {} ({})", t.dtype, dims.join(", "))
+                })
+                .collect(),
+        };
+        write!(f, "[{}]", entries.join(", "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,6 +380,20 @@ mod tests {
         assert!(Schema::from_json(mixed).is_err());
         let partly = r#"[{"type": "double", "name": "a"}, {"type": "double"}]"#;
         assert!(Schema::from_json(partly).is_err());
+    }
+
+    #[test]
+    fn schemas_print_readably() {
+        let s = Schema::from_json(
+            r#"[{"type": "double", "name": "x"}, {"type": "array", "items": {"type": "long"}, "name": "y", "required": false}]"#,
+        )
+        .expect("valid");
+        assert_eq!(s.to_string(), "[x: double, y: array<long> (optional)]");
+        let t = Schema::from_json(
+            r#"[{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 2]}}]"#,
+        )
+        .expect("valid");
+        assert_eq!(t.to_string(), "[tensor float32 (-1, 2)]");
     }
 
     #[test]
