@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::output::Format;
+
 /// Batch inference for MLflow models in SQL.
 #[derive(Debug, Parser)]
 #[command(name = "mlfusion", version, about)]
@@ -40,13 +42,23 @@ pub struct QueryArgs {
     /// Register a Parquet (or .csv) file, directory or glob as table NAME (repeatable).
     #[arg(long = "table", value_name = "NAME=PATH")]
     pub tables: Vec<String>,
-    /// Write the result to FILE (.parquet, .csv, .json/.jsonl/.ndjson) instead of printing it.
+    /// Run SQL statements (repeatable; before --file and SQL).
+    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    pub commands: Vec<String>,
+    /// Run the SQL statements of a file (repeatable).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Write the last statement's result to FILE (.parquet, .csv, .json/.jsonl/.ndjson)
+    /// instead of printing results.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// How results are printed, or the --output format when its extension says nothing.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
     #[command(flatten)]
     pub session: SessionArgs,
-    /// The SQL query.
-    pub sql: String,
+    /// SQL statements to run (after -c and -f).
+    pub sql: Option<String>,
 }
 
 /// Execution settings shared by the commands.

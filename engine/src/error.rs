@@ -20,6 +20,12 @@ pub enum Error {
     },
     #[error("{flag} names model '{model}', but no --model {model}=PATH was given")]
     UnknownModel { flag: &'static str, model: String },
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot write {path}")]
     Write {
         path: PathBuf,

@@ -1,7 +1,6 @@
 //! Where query results go: a file (Parquet, CSV, JSON lines; streamed batch by batch)
 //! or a table on stdout.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -13,30 +12,34 @@ use parquet::arrow::ArrowWriter;
 
 use crate::error::{Error, Result};
 
-/// Output file formats, chosen by extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Result formats: printed, or written to a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    Parquet,
+    Table,
     Csv,
-    JsonLines,
+    Json,
+    Ndjson,
+    Parquet,
 }
 
 impl Format {
-    /// The format for a file name (`.parquet`, `.csv`, `.json`/`.jsonl`/`.ndjson`).
-    pub fn from_path(path: &Path) -> Result<Self> {
+    /// The file format for `path`: its extension, else `explicit`.
+    pub fn for_file(path: &Path, explicit: Option<Format>) -> Result<Self> {
         let ext = path
             .extension()
             .and_then(|e| e.to_str())
             .unwrap_or("")
             .to_ascii_lowercase();
-        match ext.as_str() {
-            "parquet" => Ok(Self::Parquet),
-            "csv" => Ok(Self::Csv),
-            "json" | "jsonl" | "ndjson" => Ok(Self::JsonLines),
+        match (ext.as_str(), explicit) {
+            ("parquet", _) => Ok(Self::Parquet),
+            ("csv", _) => Ok(Self::Csv),
+            ("jsonl" | "ndjson", _) => Ok(Self::Ndjson),
+            ("json", None) => Ok(Self::Ndjson),
+            (_, Some(f)) if f != Self::Table => Ok(f),
             _ => Err(Error::BadArgument {
                 flag: "--output",
                 value: path.display().to_string(),
-                message: "the extension must be .parquet, .csv, .json, .jsonl or .ndjson".into(),
+                message: "the extension must be .parquet, .csv, .json, .jsonl or .ndjson (or pass --format)".into(),
             }),
         }
     }
@@ -49,16 +52,61 @@ pub struct Written {
     pub batches: usize,
 }
 
-enum Sink {
-    Parquet(ArrowWriter<File>),
-    Csv(arrow::csv::Writer<BufWriter<File>>),
-    Json(arrow::json::LineDelimitedWriter<BufWriter<File>>),
+enum Sink<W: Write + Send> {
+    Parquet(ArrowWriter<W>),
+    Csv(arrow::csv::Writer<W>),
+    Json(arrow::json::ArrayWriter<W>),
+    Ndjson(arrow::json::LineDelimitedWriter<W>),
+}
+
+impl<W: Write + Send> Sink<W> {
+    fn new(format: Format, out: W, schema: SchemaRef) -> std::result::Result<Self, String> {
+        Ok(match format {
+            Format::Parquet => {
+                Self::Parquet(ArrowWriter::try_new(out, schema, None).map_err(|e| e.to_string())?)
+            }
+            Format::Csv => Self::Csv(arrow::csv::Writer::new(out)),
+            Format::Json => Self::Json(arrow::json::ArrayWriter::new(out)),
+            Format::Ndjson => Self::Ndjson(arrow::json::LineDelimitedWriter::new(out)),
+            Format::Table => return Err("a table is printed, not written".into()),
+        })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> std::result::Result<(), String> {
+        match self {
+            Self::Parquet(w) => w.write(batch).map_err(|e| e.to_string()),
+            Self::Csv(w) => w.write(batch).map_err(|e| e.to_string()),
+            Self::Json(w) => w.write(batch).map_err(|e| e.to_string()),
+            Self::Ndjson(w) => w.write(batch).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Finishes the format and returns the writer, flushed.
+    fn finish(self) -> std::result::Result<W, String> {
+        let mut out = match self {
+            Self::Parquet(w) => w.into_inner().map_err(|e| e.to_string())?,
+            Self::Csv(w) => w.into_inner(),
+            Self::Json(mut w) => {
+                w.finish().map_err(|e| e.to_string())?;
+                w.into_inner()
+            }
+            Self::Ndjson(mut w) => {
+                w.finish().map_err(|e| e.to_string())?;
+                w.into_inner()
+            }
+        };
+        out.flush().map_err(|e| e.to_string())?;
+        Ok(out)
+    }
 }
 
 /// Streams `stream` into `path` batch by batch (memory stays bounded by one batch).
-pub async fn write_stream(mut stream: SendableRecordBatchStream, path: &Path) -> Result<Written> {
-    let format = Format::from_path(path)?;
-    let schema: SchemaRef = stream.schema();
+pub async fn write_stream(
+    mut stream: SendableRecordBatchStream,
+    path: &Path,
+    format: Option<Format>,
+) -> Result<Written> {
+    let format = Format::for_file(path, format)?;
     // Written to a temporary file beside the target and renamed on success: a failed
     // query leaves no partial output behind.
     let dir = path
@@ -69,62 +117,59 @@ pub async fn write_stream(mut stream: SendableRecordBatchStream, path: &Path) ->
         path: path.to_path_buf(),
         source,
     };
+    let encode = |message: String| Error::Encode {
+        path: path.to_path_buf(),
+        message,
+    };
     let staged = tempfile::Builder::new()
         .prefix(".mlfusion-")
         .tempfile_in(dir)
         .map_err(write_err)?;
-    let file = staged.reopen().map_err(write_err)?;
-    let encode = |e: &dyn std::fmt::Display| Error::Encode {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
-    let mut sink = match format {
-        Format::Parquet => {
-            Sink::Parquet(ArrowWriter::try_new(file, schema, None).map_err(|e| encode(&e))?)
-        }
-        Format::Csv => Sink::Csv(arrow::csv::Writer::new(BufWriter::new(file))),
-        Format::JsonLines => {
-            Sink::Json(arrow::json::LineDelimitedWriter::new(BufWriter::new(file)))
-        }
-    };
+    let file = BufWriter::new(staged.reopen().map_err(write_err)?);
+    let mut sink = Sink::new(format, file, stream.schema()).map_err(encode)?;
     let mut written = Written::default();
     while let Some(batch) = stream.next().await {
         let batch = batch?;
         written.rows += batch.num_rows();
         written.batches += 1;
-        match &mut sink {
-            Sink::Parquet(w) => w.write(&batch).map_err(|e| encode(&e))?,
-            Sink::Csv(w) => w.write(&batch).map_err(|e| encode(&e))?,
-            Sink::Json(w) => w.write(&batch).map_err(|e| encode(&e))?,
-        }
+        sink.write(&batch).map_err(encode)?;
     }
-    match sink {
-        Sink::Parquet(w) => {
-            w.close().map_err(|e| encode(&e))?;
-        }
-        Sink::Csv(w) => {
-            w.into_inner().flush().map_err(write_err)?;
-        }
-        Sink::Json(mut w) => {
-            w.finish().map_err(|e| encode(&e))?;
-            w.into_inner().flush().map_err(write_err)?;
-        }
-    }
+    sink.finish().map_err(encode)?;
     staged.persist(path).map_err(|e| write_err(e.error))?;
     Ok(written)
 }
 
-/// Collects the stream and renders it as a text table.
-pub async fn render_table(mut stream: SendableRecordBatchStream) -> Result<String> {
+/// Collects the stream and renders it in `format` for the terminal.
+pub async fn render(mut stream: SendableRecordBatchStream, format: Format) -> Result<String> {
+    let schema = stream.schema();
     let mut batches: Vec<RecordBatch> = Vec::new();
     while let Some(batch) = stream.next().await {
         batches.push(batch?);
     }
-    let options = arrow::util::display::FormatOptions::default().with_null("NULL");
-    let table = arrow::util::pretty::pretty_format_batches_with_options(&batches, &options)
-        .map_err(datafusion::error::DataFusionError::from)?;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    Ok(format!("{table}\n{rows} row(s)"))
+    if format == Format::Table {
+        let options = arrow::util::display::FormatOptions::default().with_null("NULL");
+        let table = arrow::util::pretty::pretty_format_batches_with_options(&batches, &options)
+            .map_err(datafusion::error::DataFusionError::from)?;
+        return Ok(format!("{table}\n{rows} row(s)"));
+    }
+    if format == Format::Parquet {
+        return Err(Error::BadArgument {
+            flag: "--format",
+            value: "parquet".into(),
+            message: "Parquet is not printed; pass --output FILE.parquet".into(),
+        });
+    }
+    let encode = |message: String| Error::Encode {
+        path: "<stdout>".into(),
+        message,
+    };
+    let mut sink = Sink::new(format, Vec::new(), schema).map_err(encode)?;
+    for batch in &batches {
+        sink.write(batch).map_err(encode)?;
+    }
+    let bytes = sink.finish().map_err(encode)?;
+    Ok(String::from_utf8_lossy(&bytes).trim_end().to_owned())
 }
 
 /// A path for messages: as given, or absolute when it resolves.

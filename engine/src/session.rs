@@ -33,8 +33,10 @@ pub fn new_context(settings: &SessionArgs) -> Result<SessionContext> {
         .with_target_partitions(partitions)
         .with_repartition_file_scans(false)
         .with_round_robin_repartition(false);
+    // URL tables: `SELECT ... FROM 'data/*.parquet'`, as in datafusion-cli.
     let mut ctx = SessionContext::new_with_config(config)
-        .with_function_factory(Arc::new(ModelFunctionFactory));
+        .with_function_factory(Arc::new(ModelFunctionFactory))
+        .enable_url_table();
     ctx.register_function_rewrite(Arc::new(ModelCallRewrites))?;
     ctx.register_udtf("models", Arc::new(ModelsTable));
     Ok(ctx)

@@ -10,7 +10,7 @@ use parquet::arrow::ArrowWriter;
 
 use crate::args::DemoArgs;
 use crate::error::{Error, Result};
-use crate::output::{display_path, render_table, write_stream};
+use crate::output::{Format, display_path, render, write_stream};
 use crate::session::{ModelRegistration, new_context, register_models, register_table};
 
 /// The bundled model: (path inside the model directory, contents).
@@ -68,7 +68,7 @@ pub async fn run(args: DemoArgs) -> Result<String> {
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))??;
     let started = std::time::Instant::now();
     let stream = ctx.sql(DEMO_SQL).await?.execute_stream().await?;
-    let written = write_stream(stream, &output).await?;
+    let written = write_stream(stream, &output, None).await?;
     let secs = started.elapsed().as_secs_f64();
 
     register_table(&ctx, "scored", &output.display().to_string()).await?;
@@ -77,7 +77,7 @@ pub async fn run(args: DemoArgs) -> Result<String> {
         .await?
         .execute_stream()
         .await?;
-    let summary = render_table(summary).await?;
+    let summary = render(summary, Format::Table).await?;
     Ok(format!(
         "model: {}\ninput: {}\nquery: {DEMO_SQL}\nscored {} rows in {secs:.2}s ({:.0} rows/s)\noutput: {}\n{summary}",
         display_path(&model_dir).display(),

@@ -4,7 +4,7 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type};
 
 use crate::fixtures::{
-    failure, mlfusion, read_parquet, sklearn_model, success, test_model, write_features,
+    failure, features, mlfusion, read_parquet, sklearn_model, success, test_model, write_features,
 };
 
 fn churn_table(dir: &std::path::Path) -> String {
@@ -256,4 +256,66 @@ fn demo_scores_the_bundled_model() {
                 .all(|v| v.is_some_and(|v| (0.0..=1.0).contains(&v)))
         );
     }
+}
+
+#[test]
+fn commands_and_files_run_in_order_like_datafusion_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("features.parquet");
+    write_features(&data, 10);
+    let adder = test_model("adder");
+    // -c statements, repeatable; files queried by path; --format csv.
+    let out = success(&mlfusion(&[
+        "query",
+        "--format",
+        "csv",
+        "-c",
+        &format!("CREATE FUNCTION add() LANGUAGE mlflow AS '{adder}'"),
+        "-c",
+        &format!(
+            "SELECT id, add(id, f0) AS s FROM '{}' ORDER BY id LIMIT 3",
+            data.display()
+        ),
+    ]));
+    assert_eq!(out.trim(), "id,s\n0,0.0\n1,1.01\n2,2.02");
+    // -f: external table, model function, COPY TO, then a query of the copy.
+    let copy = dir.path().join("copy.parquet");
+    let script = dir.path().join("job.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE EXTERNAL TABLE features STORED AS PARQUET LOCATION '{}';\n\
+             CREATE FUNCTION add() LANGUAGE mlflow AS '{adder}';\n\
+             COPY (SELECT id, add(f1, f2) AS s FROM features) TO '{}';\n\
+             SELECT count(*) AS n, sum(s) AS total FROM '{}';\n",
+            data.display(),
+            copy.display(),
+            copy.display()
+        ),
+    )
+    .expect("script");
+    let out = success(&mlfusion(&[
+        "query",
+        "--format",
+        "json",
+        "-f",
+        &script.display().to_string(),
+    ]));
+    let expected: f64 = (0..10)
+        .map(|i| {
+            let (_, f1, f2) = features(i);
+            f1 + f2
+        })
+        .sum();
+    // COPY reports how many rows it wrote (as in datafusion-cli), then the query's result.
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], r#"[{"count":10}]"#, "{out}");
+    let row: serde_json::Value = serde_json::from_str(lines[1]).expect("json");
+    assert_eq!(row[0]["n"], 10);
+    assert!(
+        (row[0]["total"].as_f64().expect("total") - expected).abs() < 1e-9,
+        "{out}"
+    );
+    let err = failure(&mlfusion(&["query"]));
+    assert!(err.contains("no SQL given"), "{err}");
 }
