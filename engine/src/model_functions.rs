@@ -22,8 +22,10 @@ use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::{FunctionFactory, RegisterFunction, SessionState};
 use datafusion::logical_expr::{CreateFunction, Expr};
-use mlfusion_udf::{PyModel, PyModelUdf, SparkType};
+use mlfusion_udf::{PyModelUdf, SparkType};
 use serde_json::Value;
+
+use crate::session::{ModelRegistration, model_udf};
 
 /// The `LANGUAGE` of model functions.
 pub const LANGUAGE: &str = "mlflow";
@@ -34,46 +36,38 @@ pub const LANGUAGE: &str = "mlflow";
 #[derive(Debug, Default)]
 pub struct ModelFunctionFactory;
 
-/// What the body of a `CREATE FUNCTION ... LANGUAGE mlflow` says.
-#[derive(Debug, Clone, PartialEq)]
-struct ModelSource {
-    path: String,
-    result_type: Option<String>,
-    params: Option<Value>,
-}
-
-impl ModelSource {
-    fn parse(name: &str, body: &str) -> Result<Self> {
-        let body = body.trim();
-        if !body.starts_with('{') {
-            return Ok(Self {
-                path: body.to_owned(),
-                result_type: None,
-                params: None,
-            });
-        }
-        let bad = |m: String| DataFusionError::Plan(format!("function '{name}': {m}"));
-        let json: Value = serde_json::from_str(body)
-            .map_err(|e| bad(format!("the body is not valid JSON: {e}")))?;
-        let path = json
-            .get("path")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad("the JSON body needs a \"path\"".into()))?;
-        let result_type = match json.get("result_type") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(other) => {
-                return Err(bad(format!(
-                    "\"result_type\" must be a DDL string, got {other}"
-                )));
-            }
-        };
-        Ok(Self {
-            path: path.to_owned(),
-            result_type,
-            params: json.get("params").cloned(),
-        })
+/// The model a `CREATE FUNCTION name ... AS 'body'` registers: the body is a path, or a
+/// JSON object with `path` and optional `result_type` and `params`.
+fn parse_body(name: &str, body: &str) -> Result<ModelRegistration> {
+    let body = body.trim();
+    let mut registration = ModelRegistration {
+        name: name.to_owned(),
+        path: body.to_owned(),
+        result_type: None,
+        params: None,
+    };
+    if !body.starts_with('{') {
+        return Ok(registration);
     }
+    let bad = |m: String| DataFusionError::Plan(format!("function '{name}': {m}"));
+    let json: Value =
+        serde_json::from_str(body).map_err(|e| bad(format!("the body is not valid JSON: {e}")))?;
+    registration.path = json
+        .get("path")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("the JSON body needs a \"path\"".into()))?
+        .to_owned();
+    registration.result_type = match json.get("result_type") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            return Err(bad(format!(
+                "\"result_type\" must be a DDL string, got {other}"
+            )));
+        }
+    };
+    registration.params = json.get("params").cloned();
+    Ok(registration)
 }
 
 #[async_trait]
@@ -117,29 +111,24 @@ impl FunctionFactory for ModelFunctionFactory {
                 );
             }
         };
-        let mut source = ModelSource::parse(&name, &body)?;
+        let mut registration = parse_body(&name, &body)?;
         if let Some(returns) = &statement.return_type {
-            if source.result_type.is_some() {
+            if registration.result_type.is_some() {
                 return plan_err!(
                     "function '{name}': give the result type once, in RETURNS or in the body"
                 );
             }
-            source.result_type = Some(
+            registration.result_type = Some(
                 spark_type_of(returns)
                     .map_err(|m| DataFusionError::Plan(format!("function '{name}': {m}")))?
                     .to_string(),
             );
         }
         // Loading runs Python: keep it off the async workers.
-        let udf = tokio::task::spawn_blocking(move || -> mlfusion_udf::Result<_> {
-            let model = Arc::new(PyModel::load(&name, &source.path)?);
-            let scorer =
-                Arc::new(model.scorer(source.result_type.as_deref(), source.params.as_ref())?);
-            Ok(PyModelUdf::new(name, scorer).into_udf())
-        })
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))?
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let udf = tokio::task::spawn_blocking(move || model_udf(&registration))
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(RegisterFunction::Scalar(Arc::new(udf)))
     }
 }
@@ -240,23 +229,19 @@ mod tests {
 
     #[test]
     fn bodies_are_paths_or_json() {
-        assert_eq!(
-            ModelSource::parse("m", " models/churn ").expect("path"),
-            ModelSource {
-                path: "models/churn".into(),
-                result_type: None,
-                params: None
-            }
-        );
-        let s = ModelSource::parse(
+        let plain = parse_body("m", " models/churn ").expect("path");
+        assert_eq!(plain.path, "models/churn");
+        assert_eq!((plain.result_type, plain.params), (None, None));
+        let json = parse_body(
             "m",
             r#"{"path": "p", "result_type": "array<double>", "params": {"k": 1}}"#,
         )
         .expect("json");
-        assert_eq!(s.result_type.as_deref(), Some("array<double>"));
-        assert_eq!(s.params, Some(serde_json::json!({"k": 1})));
-        assert!(ModelSource::parse("m", r#"{"result_type": "double"}"#).is_err());
-        assert!(ModelSource::parse("m", r#"{"path": "p", "result_type": 3}"#).is_err());
+        assert_eq!(json.path, "p");
+        assert_eq!(json.result_type.as_deref(), Some("array<double>"));
+        assert_eq!(json.params, Some(serde_json::json!({"k": 1})));
+        assert!(parse_body("m", r#"{"result_type": "double"}"#).is_err());
+        assert!(parse_body("m", r#"{"path": "p", "result_type": 3}"#).is_err());
     }
 
     #[test]

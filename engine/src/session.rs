@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 use mlfusion_udf::{ModelCallRewrites, PyModel, PyModelUdf};
 use serde_json::Value;
@@ -42,14 +43,28 @@ pub fn new_context(settings: &SessionArgs) -> Result<SessionContext> {
     Ok(ctx)
 }
 
-/// Loads each model (once) and registers it as a SQL function.
+/// Loads a model (once) and binds it as the SQL function `m.name`. Runs Python: call it
+/// from a blocking context, not from an async task.
+pub fn model_udf(m: &ModelRegistration) -> mlfusion_udf::Result<ScalarUDF> {
+    let model = Arc::new(PyModel::load(&m.name, &m.path)?);
+    let scorer = Arc::new(model.scorer(m.result_type.as_deref(), m.params.as_ref())?);
+    Ok(PyModelUdf::new(&m.name, scorer).into_udf())
+}
+
+/// Loads each model and registers it as a SQL function (blocking).
 pub fn register_models(ctx: &SessionContext, models: &[ModelRegistration]) -> Result<()> {
     for m in models {
-        let model = Arc::new(PyModel::load(&m.name, &m.path)?);
-        let scorer = Arc::new(model.scorer(m.result_type.as_deref(), m.params.as_ref())?);
-        ctx.register_udf(PyModelUdf::new(&m.name, scorer).into_udf());
+        ctx.register_udf(model_udf(m)?);
     }
     Ok(())
+}
+
+/// [`register_models`] from async code: the loading runs on a blocking thread.
+pub async fn load_models(ctx: &SessionContext, models: Vec<ModelRegistration>) -> Result<()> {
+    let ctx = ctx.clone();
+    tokio::task::spawn_blocking(move || register_models(&ctx, &models))
+        .await
+        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
 }
 
 /// Registers a Parquet (default) or CSV file, directory or glob as table `name`.

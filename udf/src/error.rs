@@ -45,8 +45,6 @@ pub enum Error {
         "cannot infer a result type from the model's output schema: {message}\nhint: pass a result type explicitly"
     )]
     OutputSchema { message: String },
-    #[error("model '{model}': {message}")]
-    UnsupportedSignature { model: String, message: String },
     #[error("model '{model}': invalid parameters found: {}", format_invalid_params(.invalid))]
     InvalidParams {
         model: String,

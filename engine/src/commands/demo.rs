@@ -11,7 +11,7 @@ use parquet::arrow::ArrowWriter;
 use crate::args::DemoArgs;
 use crate::error::{Error, Result};
 use crate::output::{Format, display_path, render, write_stream};
-use crate::session::{ModelRegistration, new_context, register_models, register_table};
+use crate::session::{ModelRegistration, load_models, new_context, register_table};
 
 /// The bundled model: (path inside the model directory, contents).
 const MODEL_FILES: [(&str, &str); 3] = [
@@ -62,10 +62,7 @@ pub async fn run(args: DemoArgs) -> Result<String> {
         result_type: None,
         params: None,
     };
-    let loader_ctx = ctx.clone();
-    tokio::task::spawn_blocking(move || register_models(&loader_ctx, &[model]))
-        .await
-        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))??;
+    load_models(&ctx, vec![model]).await?;
     let started = std::time::Instant::now();
     let stream = ctx.sql(DEMO_SQL).await?.execute_stream().await?;
     let written = write_stream(stream, &output, None).await?;

@@ -7,7 +7,7 @@ use crate::args::QueryArgs;
 use crate::error::{Error, Result};
 use crate::output::{Format, display_path, render, write_stream};
 use crate::session::{
-    model_registrations, new_context, register_models, register_table, split_assignment,
+    load_models, model_registrations, new_context, register_table, split_assignment,
 };
 
 /// Runs the statements; returns the text to print on stdout.
@@ -35,11 +35,7 @@ pub async fn run(args: QueryArgs) -> Result<String> {
         let (name, path) = split_assignment("--table", t)?;
         register_table(&ctx, name, path).await?;
     }
-    // Loading runs Python: keep it off the async workers.
-    let loader_ctx = ctx.clone();
-    tokio::task::spawn_blocking(move || register_models(&loader_ctx, &models))
-        .await
-        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))??;
+    load_models(&ctx, models).await?;
 
     let statements = scripts
         .iter()
