@@ -1,5 +1,5 @@
-//! Where query results go: a file (Parquet, CSV, JSON lines; streamed batch by batch)
-//! or a table on stdout.
+//! Where query results go: a file (Parquet, CSV, JSON, JSON lines; streamed batch by
+//! batch), or stdout (a table, CSV, JSON or JSON lines).
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -139,34 +139,37 @@ pub async fn write_stream(
     Ok(written)
 }
 
-/// Collects the stream and renders it in `format` for the terminal.
+/// Renders the stream in `format` for the terminal: a table collects the result first,
+/// the text formats are encoded batch by batch.
 pub async fn render(mut stream: SendableRecordBatchStream, format: Format) -> Result<String> {
-    let schema = stream.schema();
-    let mut batches: Vec<RecordBatch> = Vec::new();
-    while let Some(batch) = stream.next().await {
-        batches.push(batch?);
-    }
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    if format == Format::Table {
-        let options = arrow::util::display::FormatOptions::default().with_null("NULL");
-        let table = arrow::util::pretty::pretty_format_batches_with_options(&batches, &options)
-            .map_err(datafusion::error::DataFusionError::from)?;
-        return Ok(format!("{table}\n{rows} row(s)"));
-    }
-    if format == Format::Parquet {
-        return Err(Error::BadArgument {
-            flag: "--format",
-            value: "parquet".into(),
-            message: "Parquet is not printed; pass --output FILE.parquet".into(),
-        });
+    match format {
+        Format::Parquet => {
+            return Err(Error::BadArgument {
+                flag: "--format",
+                value: "parquet".into(),
+                message: "Parquet is not printed; pass --output FILE.parquet".into(),
+            });
+        }
+        Format::Table => {
+            let mut batches: Vec<RecordBatch> = Vec::new();
+            while let Some(batch) = stream.next().await {
+                batches.push(batch?);
+            }
+            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            let options = arrow::util::display::FormatOptions::default().with_null("NULL");
+            let table = arrow::util::pretty::pretty_format_batches_with_options(&batches, &options)
+                .map_err(datafusion::error::DataFusionError::from)?;
+            return Ok(format!("{table}\n{rows} row(s)"));
+        }
+        Format::Csv | Format::Json | Format::Ndjson => {}
     }
     let encode = |message: String| Error::Encode {
         path: "<stdout>".into(),
         message,
     };
-    let mut sink = Sink::new(format, Vec::new(), schema).map_err(encode)?;
-    for batch in &batches {
-        sink.write(batch).map_err(encode)?;
+    let mut sink = Sink::new(format, Vec::new(), stream.schema()).map_err(encode)?;
+    while let Some(batch) = stream.next().await {
+        sink.write(&batch?).map_err(encode)?;
     }
     let bytes = sink.finish().map_err(encode)?;
     Ok(String::from_utf8_lossy(&bytes).trim_end().to_owned())

@@ -388,9 +388,15 @@ fn enforce_column(
     }
     let (np_name, np_kind, np_size, target) = numpy_target(t);
     let keep = Ok(array.clone());
+    // Strict: a value that does not convert is an error, never a silent NULL (as pandas'
+    // `astype(..., errors="raise")`).
+    let strict = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
     let cast_to = |to: &DataType| -> Result<Option<ArrayRef>, String> {
         let a = array.as_ref().expect("present column");
-        cast(a, to).map(Some).map_err(|e| {
+        cast_with_options(a, to, &strict).map(Some).map_err(|e| {
             format!(
                 "Failed to convert column {label} from type {src} to {}: {e}",
                 t.name()
@@ -414,16 +420,7 @@ fn enforce_column(
         return keep;
     }
     if t == MlflowType::Datetime && is_object {
-        let a = array.as_ref().expect("present column");
-        let strict = CastOptions {
-            safe: false,
-            ..Default::default()
-        };
-        return cast_with_options(a, &target, &strict)
-            .map(Some)
-            .map_err(|e| {
-                format!("Failed to convert column {label} from type object to datetime: {e}")
-            });
+        return cast_to(&target);
     }
     // MLflow's decimal branch: numpy says `dtype('O') == decimal.Decimal`, so every object
     // column bound for double goes through `pandas.to_numeric`.

@@ -318,32 +318,31 @@ impl fmt::Display for ColType {
 /// MLflow's readable form: `[x: double, y: long (optional)]`, `[t: tensor float32 (-1, 2)]`.
 impl fmt::Display for Schema {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let entries: Vec<String> = match self {
+        let types: Vec<String> = match self {
             Schema::Columns(cols) => cols
                 .iter()
                 .map(|c| {
-                    let name = c
-                        .name
-                        .as_deref()
-                        .map(|n| format!("{n}: "))
-                        .unwrap_or_default();
                     let optional = if c.required { "" } else { " (optional)" };
-                    format!("{name}{}{optional}", c.ty)
+                    format!("{}{optional}", c.ty)
                 })
                 .collect(),
             Schema::Tensors(tensors) => tensors
                 .iter()
                 .map(|t| {
-                    let name = t
-                        .name
-                        .as_deref()
-                        .map(|n| format!("{n}: "))
-                        .unwrap_or_default();
                     let dims: Vec<String> = t.shape.iter().map(i64::to_string).collect();
-                    format!("{name}tensor {} ({})", t.dtype, dims.join(", "))
+                    format!("tensor {} ({})", t.dtype, dims.join(", "))
                 })
                 .collect(),
         };
+        let entries: Vec<String> = self
+            .names()
+            .into_iter()
+            .zip(types)
+            .map(|(name, ty)| match name {
+                Some(name) => format!("{name}: {ty}"),
+                None => ty,
+            })
+            .collect();
         write!(f, "[{}]", entries.join(", "))
     }
 }
