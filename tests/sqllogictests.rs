@@ -42,17 +42,19 @@ struct ModelDb {
 }
 
 impl ModelDb {
-    fn new() -> Result<Self, DataFusionError> {
+    fn new(scratch: &Path) -> Result<Self, DataFusionError> {
         let settings = SessionArgs {
             batch_size: 8192,
             target_partitions: Some(2),
+            quiet: true,
+            model_cache: Some(scratch.join("model-cache")),
         };
         let ctx = new_context(&settings).map_err(|e| DataFusionError::External(Box::new(e)))?;
         let models: Vec<ModelRegistration> = MODELS
             .iter()
             .map(|(name, dir, rt, params)| ModelRegistration {
                 name: (*name).to_owned(),
-                path: repo()
+                uri: repo()
                     .join("testdata/models")
                     .join(dir)
                     .display()
@@ -61,7 +63,8 @@ impl ModelDb {
                 params: params.map(|p| serde_json::from_str(p).expect("valid params JSON")),
             })
             .collect();
-        register_models(&ctx, &models).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        register_models(&ctx, &settings.model_store(), &models)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(Self { ctx })
     }
 }
@@ -135,6 +138,15 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let complete = args.iter().any(|a| a == "--complete");
     let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
+    // Model URIs resolve against a tracking store of our own (an empty sqlite database),
+    // never the developer's; set before Python starts, while this is the only thread.
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let tracking = format!("sqlite:///{}", scratch.path().join("mlflow.db").display());
+    #[allow(unsafe_code)]
+    // SAFETY: no other thread exists yet.
+    unsafe {
+        std::env::set_var("MLFLOW_TRACKING_URI", tracking);
+    }
     if let Err(e) = mlfusion_udf::start_python(None) {
         eprintln!("{e}");
         return ExitCode::FAILURE;
@@ -162,7 +174,7 @@ fn main() -> ExitCode {
             .to_string_lossy()
             .into_owned();
         let result = runtime.block_on(async {
-            let mut runner = sqllogictest::Runner::new(|| async { ModelDb::new() });
+            let mut runner = sqllogictest::Runner::new(|| async { ModelDb::new(scratch.path()) });
             if complete {
                 runner
                     .update_test_file(

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use mlfusion_udf::ModelStore;
 
 use crate::output::Format;
 
@@ -30,8 +31,9 @@ pub enum Command {
 /// `mlfusion query`.
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// Register the model directory PATH as the SQL function NAME (repeatable).
-    #[arg(long = "model", value_name = "NAME=PATH")]
+    /// Register the model at URI (a directory, runs:/, models:/name/1, models:/name@alias,
+    /// s3://, ...) as the SQL function NAME (repeatable).
+    #[arg(long = "model", value_name = "NAME=URI")]
     pub models: Vec<String>,
     /// The spark_udf result type of model NAME as a Spark DDL string, e.g. 'array<double>'.
     #[arg(long = "result-type", value_name = "NAME=DDL")]
@@ -70,6 +72,26 @@ pub struct SessionArgs {
     /// Partitions scanned in parallel (default: available cores).
     #[arg(long, env = "MLFUSION_TARGET_PARTITIONS")]
     pub target_partitions: Option<usize>,
+    /// No progress bar (it is drawn only when stderr is a terminal anyway).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Where models fetched from URIs (runs:/, models:/, s3://, ...) are cached
+    /// [default: ~/.cache/mlfusion/models].
+    #[arg(long, env = "MLFUSION_MODEL_CACHE", value_name = "DIR")]
+    pub model_cache: Option<PathBuf>,
+}
+
+impl SessionArgs {
+    /// The model store of `--model-cache`.
+    pub fn model_store(&self) -> ModelStore {
+        let dir = self.model_cache.clone().unwrap_or_else(|| {
+            dirs::cache_dir()
+                .unwrap_or_else(std::env::temp_dir)
+                .join("mlfusion")
+                .join("models")
+        });
+        ModelStore::new(dir)
+    }
 }
 
 /// `mlfusion demo`.

@@ -1,5 +1,6 @@
 //! The engine's error type.
 
+use std::error::Error as _;
 use std::path::PathBuf;
 
 /// Result alias of the engine.
@@ -18,7 +19,7 @@ pub enum Error {
         value: String,
         message: String,
     },
-    #[error("{flag} names model '{model}', but no --model {model}=PATH was given")]
+    #[error("{flag} names model '{model}', but no --model {model}=URI was given")]
     UnknownModel { flag: &'static str, model: String },
     #[error("cannot read {path}")]
     Read {
@@ -42,4 +43,30 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl Error {
+    /// The error and its causes, once each, as the CLI prints them. DataFusion errors
+    /// are reported by their root (the planning error or our model error), without
+    /// DataFusion's wrapping.
+    pub fn report(&self) -> String {
+        let mut text = match self {
+            Error::DataFusion(e) => {
+                let root = e.find_root().to_string();
+                root.strip_prefix("External error: ")
+                    .unwrap_or(&root)
+                    .to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut source = self.source();
+        while let Some(cause) = source {
+            let line = cause.to_string();
+            if !text.contains(&line) {
+                text.push_str(&format!("\n  caused by: {line}"));
+            }
+            source = cause.source();
+        }
+        text
+    }
 }

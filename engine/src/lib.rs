@@ -9,9 +9,12 @@
 //!
 //! # async fn example() -> mlfusion_engine::error::Result<()> {
 //! mlfusion_udf::start_python(None)?; // once, before the tokio runtime starts
-//! let ctx = new_context(&SessionArgs { batch_size: 8192, target_partitions: None })?;
-//! register_models(&ctx, &[ModelRegistration {
-//!     name: "churn".into(), path: "models/churn".into(), result_type: None, params: None,
+//! let settings = SessionArgs {
+//!     batch_size: 8192, target_partitions: None, quiet: true, model_cache: None,
+//! };
+//! let ctx = new_context(&settings)?;
+//! register_models(&ctx, &settings.model_store(), &[ModelRegistration {
+//!     name: "churn".into(), uri: "models:/churn@champion".into(), result_type: None, params: None,
 //! }])?;
 //! let df = ctx.sql("SELECT churn(tenure_months, monthly_charges, support_calls) FROM 'customers.parquet'").await?;
 //! # let _ = df; Ok(()) }
@@ -22,6 +25,7 @@ pub mod commands;
 pub mod error;
 pub mod model_functions;
 pub mod output;
+pub mod progress;
 pub mod session;
 
 use args::{Cli, Command};

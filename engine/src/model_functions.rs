@@ -3,9 +3,9 @@
 //!
 //! ```sql
 //! CREATE FUNCTION churn() LANGUAGE mlflow AS 'models/churn';
-//! CREATE OR REPLACE FUNCTION churn() RETURNS DOUBLE LANGUAGE mlflow AS 'models/churn';
+//! CREATE OR REPLACE FUNCTION churn() RETURNS DOUBLE LANGUAGE mlflow AS 'models:/churn@champion';
 //! CREATE FUNCTION churn_flag() LANGUAGE mlflow
-//!   AS '{"path": "models/churn", "result_type": "double", "params": {"threshold": 0.5}}';
+//!   AS '{"uri": "runs:/<run>/model", "result_type": "double", "params": {"threshold": 0.5}}';
 //! SELECT * FROM models();
 //! DROP FUNCTION churn_flag;
 //! ```
@@ -22,7 +22,7 @@ use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::{FunctionFactory, RegisterFunction, SessionState};
 use datafusion::logical_expr::{CreateFunction, Expr};
-use mlfusion_udf::{PyModelUdf, SparkType};
+use mlfusion_udf::{ModelStore, PyModelUdf, SparkType};
 use serde_json::Value;
 
 use crate::session::{ModelRegistration, model_udf};
@@ -31,18 +31,27 @@ use crate::session::{ModelRegistration, model_udf};
 pub const LANGUAGE: &str = "mlflow";
 
 /// Creates model functions from `CREATE FUNCTION name() [RETURNS type] LANGUAGE mlflow AS
-/// 'path-or-json'`. The body is the model's path, or a JSON object with `path` and
+/// 'uri-or-json'`. The body is the model's path or URI, or a JSON object with `uri` and
 /// optional `result_type` (Spark DDL) and `params`.
-#[derive(Debug, Default)]
-pub struct ModelFunctionFactory;
+#[derive(Debug)]
+pub struct ModelFunctionFactory {
+    store: ModelStore,
+}
 
-/// The model a `CREATE FUNCTION name ... AS 'body'` registers: the body is a path, or a
-/// JSON object with `path` and optional `result_type` and `params`.
+impl ModelFunctionFactory {
+    /// A factory loading models through `store`.
+    pub fn new(store: ModelStore) -> Self {
+        Self { store }
+    }
+}
+
+/// The model a `CREATE FUNCTION name ... AS 'body'` registers: the body is a path or URI,
+/// or a JSON object with `uri` and optional `result_type` and `params`.
 fn parse_body(name: &str, body: &str) -> Result<ModelRegistration> {
     let body = body.trim();
     let mut registration = ModelRegistration {
         name: name.to_owned(),
-        path: body.to_owned(),
+        uri: body.to_owned(),
         result_type: None,
         params: None,
     };
@@ -52,10 +61,10 @@ fn parse_body(name: &str, body: &str) -> Result<ModelRegistration> {
     let bad = |m: String| DataFusionError::Plan(format!("function '{name}': {m}"));
     let json: Value =
         serde_json::from_str(body).map_err(|e| bad(format!("the body is not valid JSON: {e}")))?;
-    registration.path = json
-        .get("path")
+    registration.uri = json
+        .get("uri")
         .and_then(Value::as_str)
-        .ok_or_else(|| bad("the JSON body needs a \"path\"".into()))?
+        .ok_or_else(|| bad("the JSON body needs a \"uri\" (a model path or URI)".into()))?
         .to_owned();
     registration.result_type = match json.get("result_type") {
         None | Some(Value::Null) => None,
@@ -106,9 +115,7 @@ impl FunctionFactory for ModelFunctionFactory {
                 _,
             )) => s.clone(),
             _ => {
-                return plan_err!(
-                    "function '{name}': the body must be a string: AS 'path/to/model'"
-                );
+                return plan_err!("function '{name}': the body must be a string: AS 'path/or/uri'");
             }
         };
         let mut registration = parse_body(&name, &body)?;
@@ -125,7 +132,8 @@ impl FunctionFactory for ModelFunctionFactory {
             );
         }
         // Loading runs Python: keep it off the async workers.
-        let udf = tokio::task::spawn_blocking(move || model_udf(&registration))
+        let store = self.store.clone();
+        let udf = tokio::task::spawn_blocking(move || model_udf(&store, &registration))
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
@@ -168,7 +176,7 @@ impl TableFunctionImpl for ModelsTable {
         if !args.exprs().is_empty() {
             return plan_err!("models() takes no arguments");
         }
-        let mut rows: Vec<[String; 8]> = Vec::new();
+        let mut rows: Vec<[String; 10]> = Vec::new();
         let session: &dyn Session = args.session();
         for udf in session.scalar_functions().values() {
             let Some(model) = (udf.inner().as_ref() as &dyn Any).downcast_ref::<PyModelUdf>()
@@ -178,8 +186,11 @@ impl TableFunctionImpl for ModelsTable {
             let scorer = model.scorer();
             let mlmodel = scorer.model().mlmodel();
             let text = |s: Option<String>| s.unwrap_or_default();
+            let model = scorer.model();
             rows.push([
                 udf.name().to_owned(),
+                model.uri().to_owned(),
+                text(model.resolved().map(|r| r.resolved.clone())),
                 mlmodel.dir.display().to_string(),
                 mlmodel
                     .flavors
@@ -197,7 +208,9 @@ impl TableFunctionImpl for ModelsTable {
         rows.sort();
         let names = [
             "name",
-            "path",
+            "uri",
+            "resolved_uri",
+            "local_path",
             "flavors",
             "loader_module",
             "inputs",
@@ -230,18 +243,18 @@ mod tests {
     #[test]
     fn bodies_are_paths_or_json() {
         let plain = parse_body("m", " models/churn ").expect("path");
-        assert_eq!(plain.path, "models/churn");
+        assert_eq!(plain.uri, "models/churn");
         assert_eq!((plain.result_type, plain.params), (None, None));
         let json = parse_body(
             "m",
-            r#"{"path": "p", "result_type": "array<double>", "params": {"k": 1}}"#,
+            r#"{"uri": "p", "result_type": "array<double>", "params": {"k": 1}}"#,
         )
         .expect("json");
-        assert_eq!(json.path, "p");
+        assert_eq!(json.uri, "p");
         assert_eq!(json.result_type.as_deref(), Some("array<double>"));
         assert_eq!(json.params, Some(serde_json::json!({"k": 1})));
         assert!(parse_body("m", r#"{"result_type": "double"}"#).is_err());
-        assert!(parse_body("m", r#"{"path": "p", "result_type": 3}"#).is_err());
+        assert!(parse_body("m", r#"{"uri": "p", "result_type": 3}"#).is_err());
     }
 
     #[test]

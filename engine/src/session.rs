@@ -5,26 +5,34 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::execution::FunctionRegistry;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::ScalarUDF;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
-use mlfusion_udf::{ModelCallRewrites, PyModel, PyModelUdf};
+use mlfusion_udf::{ModelCallRewrites, ModelMetricsRule, ModelStore, PyModelUdf};
 use serde_json::Value;
+
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream};
 
 use crate::args::SessionArgs;
 use crate::error::{Error, Result};
 use crate::model_functions::{ModelFunctionFactory, ModelsTable};
+use crate::progress;
 
-/// One model to register: SQL name, directory, optional result type and params.
+/// One model to register: SQL name, path or URI, optional result type and params.
 #[derive(Debug, Clone)]
 pub struct ModelRegistration {
     pub name: String,
-    pub path: String,
+    pub uri: String,
     pub result_type: Option<String>,
     pub params: Option<Value>,
 }
 
 /// A session configured for scoring: file scans are not split and not round-robin
-/// repartitioned, so the rows of one file keep their order through a plain projection.
+/// repartitioned, so the rows of one file keep their order through a plain projection;
+/// model calls report metrics (`EXPLAIN ANALYZE`, progress bars).
 pub fn new_context(settings: &SessionArgs) -> Result<SessionContext> {
     let partitions = settings
         .target_partitions
@@ -34,35 +42,73 @@ pub fn new_context(settings: &SessionArgs) -> Result<SessionContext> {
         .with_target_partitions(partitions)
         .with_repartition_file_scans(false)
         .with_round_robin_repartition(false);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_function_factory(Some(Arc::new(ModelFunctionFactory::new(
+            settings.model_store(),
+        ))))
+        .with_physical_optimizer_rules(physical_rules())
+        .build();
     // URL tables: `SELECT ... FROM 'data/*.parquet'`, as in datafusion-cli.
-    let mut ctx = SessionContext::new_with_config(config)
-        .with_function_factory(Arc::new(ModelFunctionFactory))
-        .enable_url_table();
+    let mut ctx = SessionContext::new_with_state(state).enable_url_table();
     ctx.register_function_rewrite(Arc::new(ModelCallRewrites))?;
     ctx.register_udtf("models", Arc::new(ModelsTable));
     Ok(ctx)
 }
 
+/// DataFusion's physical optimizer rules, after [`ModelMetricsRule`].
+fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> =
+        vec![Arc::new(ModelMetricsRule)];
+    rules.extend(PhysicalOptimizer::new().rules);
+    rules
+}
+
+/// Plans and runs `plan`, with a progress bar on stderr if it scores models and
+/// `progress` (see [`progress::wanted`]).
+pub async fn execute(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+    progress: bool,
+) -> Result<SendableRecordBatchStream> {
+    let physical = ctx
+        .execute_logical_plan(plan)
+        .await?
+        .create_physical_plan()
+        .await?;
+    let stream = execute_stream(Arc::clone(&physical), ctx.task_ctx())?;
+    Ok(progress::watch(&physical, stream, progress))
+}
+
 /// Loads a model (once) and binds it as the SQL function `m.name`. Runs Python: call it
 /// from a blocking context, not from an async task.
-pub fn model_udf(m: &ModelRegistration) -> mlfusion_udf::Result<ScalarUDF> {
-    let model = Arc::new(PyModel::load(&m.name, &m.path)?);
+pub fn model_udf(store: &ModelStore, m: &ModelRegistration) -> mlfusion_udf::Result<ScalarUDF> {
+    let model = Arc::new(store.load(&m.name, &m.uri)?);
     let scorer = Arc::new(model.scorer(m.result_type.as_deref(), m.params.as_ref())?);
     Ok(PyModelUdf::new(&m.name, scorer).into_udf())
 }
 
 /// Loads each model and registers it as a SQL function (blocking).
-pub fn register_models(ctx: &SessionContext, models: &[ModelRegistration]) -> Result<()> {
+pub fn register_models(
+    ctx: &SessionContext,
+    store: &ModelStore,
+    models: &[ModelRegistration],
+) -> Result<()> {
     for m in models {
-        ctx.register_udf(model_udf(m)?);
+        ctx.register_udf(model_udf(store, m)?);
     }
     Ok(())
 }
 
 /// [`register_models`] from async code: the loading runs on a blocking thread.
-pub async fn load_models(ctx: &SessionContext, models: Vec<ModelRegistration>) -> Result<()> {
-    let ctx = ctx.clone();
-    tokio::task::spawn_blocking(move || register_models(&ctx, &models))
+pub async fn load_models(
+    ctx: &SessionContext,
+    store: &ModelStore,
+    models: Vec<ModelRegistration>,
+) -> Result<()> {
+    let (ctx, store) = (ctx.clone(), store.clone());
+    tokio::task::spawn_blocking(move || register_models(&ctx, &store, &models))
         .await
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
 }
@@ -102,7 +148,7 @@ pub fn model_registrations(
     let mut out: Vec<ModelRegistration> = Vec::new();
     let mut index = HashMap::new();
     for m in models {
-        let (name, path) = split_assignment("--model", m)?;
+        let (name, uri) = split_assignment("--model", m)?;
         if index.insert(name.to_owned(), out.len()).is_some() {
             return Err(Error::BadArgument {
                 flag: "--model",
@@ -112,7 +158,7 @@ pub fn model_registrations(
         }
         out.push(ModelRegistration {
             name: name.to_owned(),
-            path: path.to_owned(),
+            uri: uri.to_owned(),
             result_type: None,
             params: None,
         });

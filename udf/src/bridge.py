@@ -12,6 +12,7 @@ import importlib
 import inspect
 import json
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -21,6 +22,61 @@ import pyarrow as pa
 
 # MLflow's PythonModel loader suggests adding type hints on every load; not actionable here.
 warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
+
+
+# ---------------------------------------------------------------- model URIs
+def resolve_model_uri(uri, cache_root):
+    """A local directory holding the model at ``uri`` (any URI MLflow resolves).
+
+    ``file:`` URIs are local paths. Everything else is downloaded once through
+    ``mlflow.artifacts.download_artifacts`` into ``cache_root``, keyed by the resolved
+    URI: registry aliases, stages and ``latest`` are pinned to a version first (so moving
+    an alias loads the new version), and the tracking/registry server is part of the key.
+    Returns ``(local_dir, resolved_uri, cached)``.
+    """
+    import hashlib
+    import os
+    import shutil
+    import tempfile
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return url2pathname(parsed.path), uri, False
+
+    import mlflow
+    from mlflow.store.artifact.utils.models import get_model_name_and_version
+
+    resolved = uri
+    server = mlflow.get_tracking_uri()
+    if parsed.scheme == "models":
+        server = mlflow.get_registry_uri()
+        pinned = get_model_name_and_version(mlflow.MlflowClient(), uri)
+        resolved = "models:/" + "/".join(str(p) for p in pinned)
+    elif parsed.scheme not in ("runs", "mlflow-artifacts"):
+        server = ""  # s3://, gs://, https://...: the URI says it all
+    key = hashlib.sha256(f"{server}\n{resolved}".encode()).hexdigest()[:24]
+    local = os.path.join(cache_root, key)
+    if os.path.exists(os.path.join(local, "MLmodel")):
+        return local, resolved, True
+    os.makedirs(cache_root, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".download-", dir=cache_root)
+    try:
+        downloaded = mlflow.artifacts.download_artifacts(artifact_uri=resolved, dst_path=staging)
+        if not os.path.exists(os.path.join(downloaded, "MLmodel")):
+            raise FileNotFoundError(f"{resolved} holds no MLmodel file (is it a model directory?)")
+        with open(os.path.join(downloaded, ".mlfusion-source"), "w") as f:
+            f.write(f"{uri}\n{resolved}\n{server}\n")
+        try:
+            os.rename(downloaded, local)
+        except OSError:
+            # Another process cached it first; theirs is as good as ours.
+            if not os.path.exists(os.path.join(local, "MLmodel")):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return local, resolved, False
 
 
 # ---------------------------------------------------------------- loading
@@ -58,13 +114,16 @@ class Scorer:
 
     def predict(self, labels, arrays, frame_mode):
         """Score one batch: ``arrays`` (pyarrow, or None for an absent optional column)
-        labelled by ``labels``; returns a pyarrow array of the result type."""
+        labelled by ``labels``; returns a pyarrow array of the result type and the
+        nanoseconds spent in the model's own ``predict``."""
         model_input = _staged("preparing the input", self._model_input, labels, arrays, frame_mode)
+        start = time.perf_counter_ns()
         if self.pass_params:
             result = self.predict_fn(model_input, params=self.params)
         else:
             result = self.predict_fn(model_input)
-        return _staged("converting the prediction", self._to_arrow, result)
+        predict_ns = time.perf_counter_ns() - start
+        return _staged("converting the prediction", self._to_arrow, result), predict_ns
 
     def _model_input(self, labels, arrays, frame_mode):
         pdf = build_frame(labels, arrays, frame_mode)

@@ -77,6 +77,12 @@ pub enum Error {
         expected: String,
         message: String,
     },
+    #[error("model '{model}': cannot resolve model URI '{uri}': {message}")]
+    ModelUri {
+        model: String,
+        uri: String,
+        message: String,
+    },
     #[error("python interpreter: {message}")]
     Interpreter { message: String },
     #[error(transparent)]

@@ -8,8 +8,10 @@
 //! - [`enforce`]: naming and enforcing the model input on Arrow, before Python sees it.
 //! - [`params`]: inference params against the params schema.
 //! - [`runtime`]: the embedded CPython (pyo3), pointed at a venv.
+//! - [`store`]: model URIs (paths, `runs:/`, `models:/`, ...) and the download cache.
 //! - [`model`]: loading a model once and scoring Arrow batches through it.
 //! - [`scalar`]: the [`ScalarUDFImpl`](datafusion::logical_expr::ScalarUDFImpl).
+//! - [`call_metrics`]: per-query model metrics for `EXPLAIN ANALYZE` and progress bars.
 //!
 //! It does not know about SQL sessions, files or servers; the `mlfusion-engine` crate does.
 //!
@@ -29,6 +31,7 @@
 //! Threading: Python is attached only around a model call. Never call into DataFusion
 //! (`collect`, `block_on`) from a thread that holds the GIL.
 
+pub mod call_metrics;
 pub mod enforce;
 pub mod error;
 pub mod mlmodel;
@@ -38,10 +41,13 @@ pub mod result_type;
 pub mod runtime;
 pub mod scalar;
 pub mod signature;
+pub mod store;
 
+pub use call_metrics::{ModelCallsExec, ModelMetrics, ModelMetricsRule};
 pub use error::{Error, Result};
 pub use mlmodel::MlModel;
 pub use model::{PyModel, Scorer};
 pub use result_type::{ResultType, SparkType};
 pub use runtime::start_python;
 pub use scalar::{ModelCallRewrites, PyModelUdf};
+pub use store::{ModelStore, ResolvedUri};

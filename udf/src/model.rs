@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow::array::{Array, ArrayData, ArrayRef, make_array};
 use arrow::compute::cast;
@@ -12,6 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTracebackMethods};
 use serde_json::{Value, json};
 
+use crate::call_metrics::ModelMetrics;
 use crate::enforce::{FrameMode, InputFrame, Label};
 use crate::error::{Error, Result};
 use crate::mlmodel::MlModel;
@@ -19,6 +21,7 @@ use crate::params::validate_params;
 use crate::result_type::{ResultType, SparkType};
 use crate::runtime::{bridge, start_python};
 use crate::signature::{MlflowType, Schema};
+use crate::store::ResolvedUri;
 
 /// How many traceback lines an error keeps.
 const TRACEBACK_LINES: usize = 12;
@@ -27,6 +30,8 @@ const TRACEBACK_LINES: usize = 12;
 #[derive(Debug)]
 pub struct PyModel {
     name: String,
+    uri: String,
+    resolved: Option<ResolvedUri>,
     mlmodel: MlModel,
     object: Py<PyAny>,
 }
@@ -35,7 +40,7 @@ impl PyModel {
     /// Reads `<dir>/MLmodel` and loads the model (`_load_pyfunc`), starting the interpreter
     /// with the default venv if needed. `name` is how errors refer to the model.
     pub fn load(name: &str, dir: impl AsRef<Path>) -> Result<Self> {
-        let mlmodel = MlModel::from_path(dir)?;
+        let mlmodel = MlModel::from_path(dir.as_ref())?;
         start_python(None)?;
         let object = Python::attach(|py| -> Result<Py<PyAny>> {
             let loaded = bridge(py)?.getattr("load_model").and_then(|f| {
@@ -52,9 +57,28 @@ impl PyModel {
         })?;
         Ok(Self {
             name: name.to_owned(),
+            uri: dir.as_ref().display().to_string(),
+            resolved: None,
             mlmodel,
             object,
         })
+    }
+
+    /// Records where the model came from (see [`crate::ModelStore::load`]).
+    pub(crate) fn with_uri(mut self, uri: &str, resolved: ResolvedUri) -> Self {
+        self.uri = uri.to_owned();
+        self.resolved = Some(resolved);
+        self
+    }
+
+    /// The URI (or path) the model was loaded from, as given.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// How the URI was resolved, when it went through a [`crate::ModelStore`].
+    pub fn resolved(&self) -> Option<&ResolvedUri> {
+        self.resolved.as_ref()
     }
 
     /// The name errors refer to the model by.
@@ -158,13 +182,16 @@ impl Scorer {
     }
 
     /// Scores one input frame; the result has exactly `frame.num_rows` rows of the
-    /// return type. An empty frame never reaches the model.
-    pub fn predict(&self, frame: &InputFrame) -> Result<ArrayRef> {
+    /// return type. An empty frame never reaches the model. Counts into `metrics`.
+    pub fn predict(&self, frame: &InputFrame, metrics: &ModelMetrics) -> Result<ArrayRef> {
         if frame.num_rows == 0 {
             return Ok(arrow::array::new_empty_array(&self.return_type));
         }
         let name = self.model.name();
+        let waiting = Instant::now();
         let data = Python::attach(|py| -> Result<ArrayData> {
+            let attached = Instant::now();
+            metrics.queued_time.add_duration(attached - waiting);
             let to_py = |e: PyErr| python_error(py, name, "predict", &e);
             let labels = PyList::empty(py);
             let arrays = PyList::empty(py);
@@ -185,13 +212,22 @@ impl Scorer {
                 FrameMode::Struct => "struct",
                 FrameMode::StructLegacy => "struct_legacy",
             };
-            let out = self
+            let (out, predict_ns): (Bound<'_, PyAny>, u64) = self
                 .object
                 .bind(py)
                 .call_method1("predict", (labels, arrays, mode))
+                .and_then(|r| r.extract())
                 .map_err(to_py)?;
-            ArrayData::from_pyarrow_bound(&out).map_err(to_py)
+            let data = ArrayData::from_pyarrow_bound(&out).map_err(to_py)?;
+            let predict = Duration::from_nanos(predict_ns);
+            metrics.predict_time.add_duration(predict);
+            metrics
+                .convert_time
+                .add_duration(attached.elapsed().saturating_sub(predict));
+            Ok(data)
         })?;
+        metrics.rows.add(frame.num_rows);
+        metrics.batches.add(1);
         let array = make_array(data);
         if array.len() != frame.num_rows {
             return Err(Error::RowCount {

@@ -18,6 +18,7 @@ use datafusion::logical_expr::{
     TypeSignature, Volatility, lit,
 };
 
+use crate::call_metrics::ModelMetrics;
 use crate::enforce::{build_input, missing_required_message, schema_labels};
 use crate::model::Scorer;
 use crate::signature::Schema;
@@ -32,6 +33,7 @@ pub struct PyModelUdf {
     name: String,
     scorer: Arc<Scorer>,
     signature: Signature,
+    metrics: ModelMetrics,
 }
 
 impl PyModelUdf {
@@ -45,6 +47,17 @@ impl PyModelUdf {
                 vec![TypeSignature::Nullary, TypeSignature::VariadicAny],
                 Volatility::Immutable,
             ),
+            metrics: ModelMetrics::default(),
+        }
+    }
+
+    /// The same function, counting its calls into `metrics` (see [`crate::call_metrics`]).
+    pub fn with_metrics(&self, metrics: ModelMetrics) -> Self {
+        Self {
+            name: self.name.clone(),
+            scorer: Arc::clone(&self.scorer),
+            signature: self.signature.clone(),
+            metrics,
         }
     }
 
@@ -125,11 +138,14 @@ impl ScalarUDFImpl for PyModelUdf {
             .iter()
             .map(|a| a.to_array(args.number_rows))
             .collect::<Result<Vec<_>>>()?;
-        let frame = build_input(&self.name, self.inputs(), &arrays, args.number_rows)
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let frame = {
+            let _timer = self.metrics.convert_time.timer();
+            build_input(&self.name, self.inputs(), &arrays, args.number_rows)
+        }
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let predictions = self
             .scorer
-            .predict(&frame)
+            .predict(&frame, &self.metrics)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(ColumnarValue::Array(predictions))
     }

@@ -11,7 +11,8 @@ use parquet::arrow::ArrowWriter;
 use crate::args::DemoArgs;
 use crate::error::{Error, Result};
 use crate::output::{Format, display_path, render, write_stream};
-use crate::session::{ModelRegistration, load_models, new_context, register_table};
+use crate::progress;
+use crate::session::{ModelRegistration, execute, load_models, new_context, register_table};
 
 /// The bundled model: (path inside the model directory, contents).
 const MODEL_FILES: [(&str, &str); 3] = [
@@ -58,13 +59,14 @@ pub async fn run(args: DemoArgs) -> Result<String> {
     register_table(&ctx, "customers", &input.display().to_string()).await?;
     let model = ModelRegistration {
         name: "churn".into(),
-        path: model_dir.display().to_string(),
+        uri: model_dir.display().to_string(),
         result_type: None,
         params: None,
     };
-    load_models(&ctx, vec![model]).await?;
+    load_models(&ctx, &args.session.model_store(), vec![model]).await?;
     let started = std::time::Instant::now();
-    let stream = ctx.sql(DEMO_SQL).await?.execute_stream().await?;
+    let plan = ctx.state().create_logical_plan(DEMO_SQL).await?;
+    let stream = execute(&ctx, plan, progress::wanted(args.session.quiet)).await?;
     let written = write_stream(stream, &output, None).await?;
     let secs = started.elapsed().as_secs_f64();
 

@@ -1,13 +1,20 @@
 //! `mlfusion query`: register models and tables, run SQL statements (`-c`, `-f`, and the
 //! positional SQL, in that order), print their results or write the last one to a file.
+//! Without SQL it reads statements from stdin: interactively (a REPL) on a terminal.
 
-use datafusion::sql::parser::DFParser;
+use std::io::{IsTerminal, Read};
+
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::{DFParser, Statement};
+use rustyline::DefaultEditor;
+use rustyline::error::ReadlineError;
 
 use crate::args::QueryArgs;
 use crate::error::{Error, Result};
 use crate::output::{Format, display_path, render, write_stream};
+use crate::progress;
 use crate::session::{
-    load_models, model_registrations, new_context, register_table, split_assignment,
+    execute, load_models, model_registrations, new_context, register_table, split_assignment,
 };
 
 /// Runs the statements; returns the text to print on stdout.
@@ -21,13 +28,16 @@ pub async fn run(args: QueryArgs) -> Result<String> {
         scripts.push(text);
     }
     scripts.extend(args.sql.clone());
-    if scripts.is_empty() {
-        return Err(Error::BadArgument {
-            flag: "query",
-            value: String::new(),
-            message: "no SQL given\nhint: mlfusion query \"SELECT ...\", -c SQL or -f FILE.sql"
-                .into(),
-        });
+    let interactive = scripts.is_empty() && std::io::stdin().is_terminal();
+    if scripts.is_empty() && !interactive {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|source| Error::Read {
+                path: "<stdin>".into(),
+                source,
+            })?;
+        scripts.push(text);
     }
     let ctx = new_context(&args.session)?;
     let models = model_registrations(&args.models, &args.result_types, &args.params)?;
@@ -35,8 +45,15 @@ pub async fn run(args: QueryArgs) -> Result<String> {
         let (name, path) = split_assignment("--table", t)?;
         register_table(&ctx, name, path).await?;
     }
-    load_models(&ctx, models).await?;
-
+    load_models(&ctx, &args.session.model_store(), models).await?;
+    let runner = Runner {
+        ctx,
+        args: &args,
+        progress: progress::wanted(args.session.quiet),
+    };
+    if interactive {
+        return runner.repl().await;
+    }
     let statements = scripts
         .iter()
         .map(|s| DFParser::parse_sql(s).map_err(Error::from))
@@ -47,33 +64,108 @@ pub async fn run(args: QueryArgs) -> Result<String> {
     let last = statements.len().saturating_sub(1);
     let mut printed = Vec::new();
     for (i, statement) in statements.into_iter().enumerate() {
-        let plan = ctx.state().statement_to_plan(statement).await?;
-        let returns_rows = !plan.schema().fields().is_empty();
-        let stream = ctx
-            .execute_logical_plan(plan)
-            .await?
-            .execute_stream()
-            .await?;
-        match (&args.output, i == last) {
-            (Some(path), true) => {
-                let written = write_stream(stream, path, args.format).await?;
-                printed.push(format!(
-                    "wrote {} row(s) to {}",
-                    written.rows,
-                    display_path(path).display()
-                ));
-            }
-            _ if returns_rows => {
-                printed.push(render(stream, args.format.unwrap_or(Format::Table)).await?)
-            }
-            _ => drain(stream).await?,
-        }
+        printed.extend(runner.run(statement, i == last).await?);
     }
     Ok(printed.join("\n"))
 }
 
-/// Runs a statement that returns no rows (DDL, COPY) to completion.
-async fn drain(stream: datafusion::physical_plan::SendableRecordBatchStream) -> Result<()> {
-    datafusion::physical_plan::common::collect(stream).await?;
-    Ok(())
+/// Runs statements in one session.
+struct Runner<'a> {
+    ctx: SessionContext,
+    args: &'a QueryArgs,
+    progress: bool,
+}
+
+impl Runner<'_> {
+    /// Runs one statement; returns its printed result, if it has one. The `last`
+    /// statement's result goes to `--output` when one is given.
+    async fn run(&self, statement: Statement, last: bool) -> Result<Option<String>> {
+        let plan = self.ctx.state().statement_to_plan(statement).await?;
+        let returns_rows = !plan.schema().fields().is_empty();
+        let stream = execute(&self.ctx, plan, self.progress).await?;
+        match (&self.args.output, last) {
+            (Some(path), true) => {
+                let written = write_stream(stream, path, self.args.format).await?;
+                Ok(Some(format!(
+                    "wrote {} row(s) to {}",
+                    written.rows,
+                    display_path(path).display()
+                )))
+            }
+            _ if returns_rows => Ok(Some(
+                render(stream, self.args.format.unwrap_or(Format::Table)).await?,
+            )),
+            _ => {
+                // DDL and COPY: run to completion.
+                datafusion::physical_plan::common::collect(stream).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The interactive loop: statements end with `;` and may span lines; `\q` (or
+    /// Ctrl-D) quits, Ctrl-C drops the statement being typed. History persists in
+    /// `~/.mlfusion_history`. Errors are printed and the session goes on.
+    #[allow(clippy::print_stdout, clippy::print_stderr)]
+    async fn repl(&self) -> Result<String> {
+        let mut editor = DefaultEditor::new().map_err(repl_error)?;
+        let history = dirs::home_dir().map(|h| h.join(".mlfusion_history"));
+        if let Some(h) = &history {
+            let _ = editor.load_history(h);
+        }
+        println!(
+            "mlfusion {} — SQL ending in ';', \\q to quit",
+            env!("CARGO_PKG_VERSION")
+        );
+        let mut buffer = String::new();
+        loop {
+            let prompt = if buffer.is_empty() {
+                "mlfusion> "
+            } else {
+                "      ..> "
+            };
+            let line = tokio::task::block_in_place(|| editor.readline(prompt));
+            match line {
+                Ok(line) => {
+                    if buffer.is_empty() && matches!(line.trim(), "\\q" | "quit" | "exit") {
+                        break;
+                    }
+                    buffer.push_str(&line);
+                    buffer.push('\n');
+                    if !buffer.trim_end().ends_with(';') {
+                        continue;
+                    }
+                    let _ = editor.add_history_entry(buffer.trim_end());
+                    let sql = std::mem::take(&mut buffer);
+                    match self.run_script(&sql).await {
+                        Ok(out) => out.iter().for_each(|o| println!("{o}")),
+                        Err(e) => eprintln!("error: {}", e.report()),
+                    }
+                }
+                Err(ReadlineError::Interrupted) => buffer.clear(),
+                Err(ReadlineError::Eof) => break,
+                Err(e) => return Err(repl_error(e)),
+            }
+        }
+        if let Some(h) = &history {
+            let _ = editor.save_history(h);
+        }
+        Ok(String::new())
+    }
+
+    /// Runs every statement of `sql`; results are printed, never written to `--output`.
+    async fn run_script(&self, sql: &str) -> Result<Vec<String>> {
+        let mut printed = Vec::new();
+        for statement in DFParser::parse_sql(sql)? {
+            printed.extend(self.run(statement, false).await?);
+        }
+        Ok(printed)
+    }
+}
+
+fn repl_error(e: ReadlineError) -> Error {
+    Error::Read {
+        path: "<terminal>".into(),
+        source: std::io::Error::other(e),
+    }
 }

@@ -3,4 +3,6 @@
 
 mod cli;
 mod fixtures;
+mod registry;
 mod scale;
+mod terminal;

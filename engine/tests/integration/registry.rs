@@ -1,0 +1,230 @@
+//! Models from a real MLflow tracking server (sqlite backend, local artifact store) on
+//! 127.0.0.1: registry URIs (`models:/name/1`, `models:/name@champion`), `runs:/` and
+//! `mlflow-artifacts:/`, downloaded once into the model cache.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use arrow::array::AsArray;
+use arrow::datatypes::{Float64Type, Int64Type};
+
+use crate::fixtures::{features, read_parquet, repo, success, write_features};
+
+const MODEL: &str = "churn-lr";
+
+/// `mlflow server` in a process group of its own (it forks uvicorn workers), killed
+/// as a group when dropped.
+struct TrackingServer {
+    child: Child,
+    uri: String,
+}
+
+impl TrackingServer {
+    fn start(dir: &Path) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let log = std::fs::File::create(dir.join("server.log")).expect("log file");
+        let child = Command::new(venv_bin("mlflow"))
+            .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--backend-store-uri")
+            .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
+            .arg("--artifacts-destination")
+            .arg(dir.join("artifacts"))
+            .current_dir(dir)
+            // No background job runner (huey consumers): this test needs none.
+            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("mlflow server starts");
+        Self {
+            child,
+            uri: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn stop(&mut self) {
+        let group = i32::try_from(self.child.id()).expect("pid fits");
+        // SAFETY: kill(2) on our child's process group; no memory is involved.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TrackingServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn venv_bin(name: &str) -> PathBuf {
+    Path::new(env!("PYO3_PYTHON")).with_file_name(name)
+}
+
+/// `mlfusion query` against the tracking server `tracking`, caching into `cache`.
+fn query(tracking: &str, cache: &Path, args: &[&str]) -> Output {
+    Command::new(crate::fixtures::BIN)
+        .arg("query")
+        .args(args)
+        .env("MLFLOW_TRACKING_URI", tracking)
+        .env("MLFUSION_MODEL_CACHE", cache)
+        .output()
+        .expect("mlfusion runs")
+}
+
+/// Asserts that column `p` of the output holds the model's formula for ids 0..rows.
+fn assert_scored(out: &Path, rows: i64) {
+    let batches = read_parquet(out);
+    let mut next = 0;
+    for batch in &batches {
+        let ids = batch.column(0).as_primitive::<Int64Type>();
+        for c in 1..batch.num_columns() {
+            let p = batch.column(c).as_primitive::<Float64Type>();
+            for i in 0..batch.num_rows() {
+                let (f0, f1, f2) = features(ids.value(i));
+                let want = 2.0 * f0 - 3.0 * f1 + 0.5 * f2 + 1.0;
+                assert!((p.value(i) - want).abs() < 1e-9, "row {i} column {c}");
+            }
+        }
+        for i in 0..batch.num_rows() {
+            assert_eq!(ids.value(i), next, "rows keep their order");
+            next += 1;
+        }
+    }
+    assert_eq!(next, rows);
+}
+
+#[test]
+fn scores_registry_runs_and_artifact_uris_from_a_tracking_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = TrackingServer::start(dir.path());
+    let logged = Command::new(env!("PYO3_PYTHON"))
+        .arg(repo().join("testdata/registry_model.py"))
+        .args([&server.uri, MODEL])
+        .output()
+        .expect("venv python runs");
+    assert!(
+        logged.status.success(),
+        "logging the model failed:\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&logged.stderr),
+        std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
+    );
+    // MLflow prints run links first; the script's JSON is the last line.
+    let stdout = String::from_utf8_lossy(&logged.stdout);
+    let logged: serde_json::Value = stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .expect("the script prints JSON");
+    let run_id = logged["run_id"].as_str().expect("run_id");
+    let artifacts = logged["artifact_location"].as_str().expect("location");
+    assert!(artifacts.starts_with("mlflow-artifacts:/"), "{artifacts}");
+
+    let rows = 1000;
+    let data = dir.path().join("features.parquet");
+    write_features(&data, rows);
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("scored.parquet");
+    let scoring_sql = format!(
+        "SELECT id, v1(f0, f1, f2) AS a, champ(f0, f1, f2) AS b, run(f0, f1, f2) AS c, art(f0, f1, f2) AS d FROM '{}'",
+        data.display()
+    );
+    let run_uri = format!("run=runs:/{run_id}/model");
+    let artifact_uri = format!("art={artifacts}");
+    let registry = [
+        format!("CREATE FUNCTION v1() RETURNS DOUBLE LANGUAGE mlflow AS 'models:/{MODEL}/1'"),
+        format!(
+            "CREATE FUNCTION champ() RETURNS DOUBLE LANGUAGE mlflow AS 'models:/{MODEL}@champion'"
+        ),
+    ];
+    let mut args = vec![
+        "--model",
+        &run_uri,
+        "--result-type",
+        "run=double",
+        "--model",
+        &artifact_uri,
+        "--result-type",
+        "art=double",
+        "-c",
+        &registry[0],
+        "-c",
+        &registry[1],
+    ];
+    let listing = "SELECT name, resolved_uri FROM models() ORDER BY name";
+    args.extend(["-c", listing, "--output"]);
+    let out_arg = out.display().to_string();
+    args.extend([out_arg.as_str(), scoring_sql.as_str()]);
+    let stdout = success(&query(&server.uri, &cache, &args));
+    assert_scored(&out, rows);
+    // The alias is pinned to the version it points at.
+    let champ_line = stdout
+        .lines()
+        .find(|l| l.contains("champ"))
+        .expect("listed");
+    assert!(
+        champ_line.contains(&format!("models:/{MODEL}/1")),
+        "{stdout}"
+    );
+    // One download per resolved URI: v1 and champ share a cache entry.
+    let entries = std::fs::read_dir(&cache)
+        .expect("cache exists")
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .count();
+    assert_eq!(
+        entries, 3,
+        "runs:/, mlflow-artifacts:/ and models:/{MODEL}/1"
+    );
+
+    // With the server gone, pinned URIs are served from the cache; an alias needs the
+    // registry and fails with a message naming the model and the URI.
+    server.stop();
+    std::fs::remove_file(&out).expect("output written");
+    let cached = [
+        format!("CREATE FUNCTION v1() RETURNS DOUBLE LANGUAGE mlflow AS 'models:/{MODEL}/1'"),
+        format!("CREATE FUNCTION champ() RETURNS DOUBLE LANGUAGE mlflow AS 'models:/{MODEL}/1'"),
+    ];
+    let offline = [
+        "--model",
+        &run_uri,
+        "--result-type",
+        "run=double",
+        "--model",
+        &artifact_uri,
+        "--result-type",
+        "art=double",
+        "-c",
+        &cached[0],
+        "-c",
+        &cached[1],
+        "--output",
+        &out_arg,
+        &scoring_sql,
+    ];
+    success(&query(&server.uri, &cache, &offline));
+    assert_scored(&out, rows);
+    let alias = Command::new(crate::fixtures::BIN)
+        .args(["query", "-c", &registry[1]])
+        .env("MLFLOW_TRACKING_URI", &server.uri)
+        .env("MLFUSION_MODEL_CACHE", &cache)
+        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        .output()
+        .expect("mlfusion runs");
+    assert!(!alias.status.success());
+    let err = String::from_utf8_lossy(&alias.stderr);
+    assert!(
+        err.contains(&format!(
+            "model 'champ': cannot resolve model URI 'models:/{MODEL}@champion'"
+        )),
+        "{err}"
+    );
+}
