@@ -145,6 +145,13 @@ impl Watched {
         } else {
             self.bar.abandon();
         }
+        if !self.bar.is_hidden() {
+            // The bar stays on screen; what is printed next starts on a line of its own.
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!();
+            }
+        }
     }
 }
 

@@ -10,7 +10,9 @@ use datafusion::logical_expr::ScalarUDF;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
-use mlfusion_udf::{ModelCallRewrites, ModelMetricsRule, ModelStore, PyModelUdf};
+use mlfusion_udf::{
+    ModelCallRewrites, ModelCallsInProjections, ModelMetricsRule, ModelStore, PyModelUdf,
+};
 use serde_json::Value;
 
 use datafusion::logical_expr::LogicalPlan;
@@ -48,6 +50,7 @@ pub fn new_context(settings: &SessionArgs) -> Result<SessionContext> {
         .with_function_factory(Some(Arc::new(ModelFunctionFactory::new(
             settings.model_store(),
         ))))
+        .with_optimizer_rule(Arc::new(ModelCallsInProjections))
         .with_physical_optimizer_rules(physical_rules())
         .build();
     // URL tables: `SELECT ... FROM 'data/*.parquet'`, as in datafusion-cli.

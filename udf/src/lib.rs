@@ -11,7 +11,8 @@
 //! - [`store`]: model URIs (paths, `runs:/`, `models:/`, ...) and the download cache.
 //! - [`model`]: loading a model once and scoring Arrow batches through it.
 //! - [`scalar`]: the [`ScalarUDFImpl`](datafusion::logical_expr::ScalarUDFImpl).
-//! - [`call_metrics`]: per-query model metrics for `EXPLAIN ANALYZE` and progress bars.
+//! - [`call_metrics`]: per-query model metrics for `EXPLAIN ANALYZE` and progress bars;
+//!   [`call_placement`]: model calls moved out of aggregates into projections.
 //!
 //! It does not know about SQL sessions, files or servers; the `mlfusion-engine` crate does.
 //!
@@ -32,6 +33,7 @@
 //! (`collect`, `block_on`) from a thread that holds the GIL.
 
 pub mod call_metrics;
+pub mod call_placement;
 pub mod enforce;
 pub mod error;
 pub mod mlmodel;
@@ -44,6 +46,7 @@ pub mod signature;
 pub mod store;
 
 pub use call_metrics::{ModelCallsExec, ModelMetrics, ModelMetricsRule};
+pub use call_placement::ModelCallsInProjections;
 pub use error::{Error, Result};
 pub use mlmodel::MlModel;
 pub use model::{PyModel, Scorer};

@@ -181,4 +181,25 @@ fn explain_analyze_shows_per_model_metrics() {
         }
     }
     assert!(metrics_of("FilterExec").contains("lr(f0@1, f1@2, f2@3) > -1000"));
+
+    // Calls inside aggregates are moved into a projection below them, and counted there.
+    let out = success(&mlfusion(&[
+        "query",
+        "--model",
+        &format!("lr={model}"),
+        "--result-type",
+        "lr=double",
+        "--format",
+        "csv",
+        &format!(
+            "EXPLAIN ANALYZE SELECT f0 > 5 AS hi, sum(lr(f0, f1, f2)) FROM '{}' GROUP BY f0 > 5",
+            data.display()
+        ),
+    ]));
+    let calls: Vec<_> = out
+        .lines()
+        .filter(|l| l.contains("ModelCallsExec: models=[lr]"))
+        .collect();
+    assert_eq!(calls.len(), 1, "{out}");
+    assert!(calls[0].contains("rows_scored[lr]=500"), "{out}");
 }
