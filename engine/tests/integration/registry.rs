@@ -145,20 +145,18 @@ fn scores_registry_runs_and_artifact_uris_from_a_tracking_server() {
             "CREATE FUNCTION champ() RETURNS DOUBLE LANGUAGE mlflow AS 'models:/{MODEL}@champion'"
         ),
     ];
-    let mut args = vec![
+    let remote_models = [
         "--model",
-        &run_uri,
+        run_uri.as_str(),
         "--result-type",
         "run=double",
         "--model",
-        &artifact_uri,
+        artifact_uri.as_str(),
         "--result-type",
         "art=double",
-        "-c",
-        &registry[0],
-        "-c",
-        &registry[1],
     ];
+    let mut args = remote_models.to_vec();
+    args.extend(["-c", &registry[0], "-c", &registry[1]]);
     let listing = "SELECT name, resolved_uri FROM models() ORDER BY name";
     args.extend(["-c", listing, "--output"]);
     let out_arg = out.display().to_string();
@@ -193,23 +191,9 @@ fn scores_registry_runs_and_artifact_uris_from_a_tracking_server() {
         format!("CREATE FUNCTION v1() RETURNS DOUBLE LANGUAGE mlflow AS 'models:/{MODEL}/1'"),
         format!("CREATE FUNCTION champ() RETURNS DOUBLE LANGUAGE mlflow AS 'models:/{MODEL}/1'"),
     ];
-    let offline = [
-        "--model",
-        &run_uri,
-        "--result-type",
-        "run=double",
-        "--model",
-        &artifact_uri,
-        "--result-type",
-        "art=double",
-        "-c",
-        &cached[0],
-        "-c",
-        &cached[1],
-        "--output",
-        &out_arg,
-        &scoring_sql,
-    ];
+    let mut offline = remote_models.to_vec();
+    offline.extend(["-c", &cached[0], "-c", &cached[1]]);
+    offline.extend(["--output", &out_arg, &scoring_sql]);
     success(&query(&server.uri, &cache, &offline));
     assert_scored(&out, rows);
     let alias = Command::new(crate::fixtures::BIN)

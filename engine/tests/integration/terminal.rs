@@ -135,12 +135,9 @@ fn progress_bar_reaches_100_percent_on_a_terminal_only() {
     );
 }
 
-#[test]
-fn explain_analyze_shows_per_model_metrics() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let model = sklearn_model(dir.path());
-    let data = dir.path().join("t.parquet");
-    write_features(&data, 500);
+/// `EXPLAIN ANALYZE sql` with the scikit-learn model as `lr` (result type double), and
+/// the lines of its `ModelCallsExec` nodes.
+fn explain_analyze(model: &str, sql: &str) -> (String, Vec<String>) {
     let out = success(&mlfusion(&[
         "query",
         "--model",
@@ -151,25 +148,33 @@ fn explain_analyze_shows_per_model_metrics() {
         "100",
         "--format",
         "csv",
-        &format!(
-            "EXPLAIN ANALYZE SELECT id, lr(f0, f1, f2) AS p FROM '{}' WHERE lr(f0, f1, f2) > -1000",
-            data.display()
-        ),
+        &format!("EXPLAIN ANALYZE {sql}"),
     ]));
-    let metrics_of = |node: &str| -> String {
-        out.lines()
-            .find(|l| l.contains(node))
-            .unwrap_or_else(|| panic!("no {node} in:\n{out}"))
-            .to_owned()
-    };
-    // One ModelCallsExec above the filter and one above the projection, each counting
-    // its own calls: 500 rows in 5 batches of 100.
-    let calls: Vec<_> = out
+    let calls = out
         .lines()
         .filter(|l| l.contains("ModelCallsExec: models=[lr]"))
+        .map(str::to_owned)
         .collect();
+    (out, calls)
+}
+
+#[test]
+fn explain_analyze_shows_per_model_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = sklearn_model(dir.path());
+    let data = dir.path().join("t.parquet");
+    write_features(&data, 500);
+    let (out, calls) = explain_analyze(
+        &model,
+        &format!(
+            "SELECT id, lr(f0, f1, f2) AS p FROM '{}' WHERE lr(f0, f1, f2) > -1000",
+            data.display()
+        ),
+    );
+    // One ModelCallsExec above the filter and one above the projection, each counting
+    // its own calls: 500 rows in 5 batches of 100.
     assert_eq!(calls.len(), 2, "{out}");
-    for line in calls {
+    for line in &calls {
         for metric in [
             "rows_scored[lr]=500",
             "batches_scored[lr]=5",
@@ -180,26 +185,20 @@ fn explain_analyze_shows_per_model_metrics() {
             assert!(line.contains(metric), "{metric} missing: {line}");
         }
     }
-    assert!(metrics_of("FilterExec").contains("lr(f0@1, f1@2, f2@3) > -1000"));
+    assert!(
+        out.lines()
+            .any(|l| l.contains("FilterExec: lr(f0@1, f1@2, f2@3) > -1000")),
+        "{out}"
+    );
 
     // Calls inside aggregates are moved into a projection below them, and counted there.
-    let out = success(&mlfusion(&[
-        "query",
-        "--model",
-        &format!("lr={model}"),
-        "--result-type",
-        "lr=double",
-        "--format",
-        "csv",
+    let (out, calls) = explain_analyze(
+        &model,
         &format!(
-            "EXPLAIN ANALYZE SELECT f0 > 5 AS hi, sum(lr(f0, f1, f2)) FROM '{}' GROUP BY f0 > 5",
+            "SELECT f0 > 5 AS hi, sum(lr(f0, f1, f2)) FROM '{}' GROUP BY f0 > 5",
             data.display()
         ),
-    ]));
-    let calls: Vec<_> = out
-        .lines()
-        .filter(|l| l.contains("ModelCallsExec: models=[lr]"))
-        .collect();
+    );
     assert_eq!(calls.len(), 1, "{out}");
     assert!(calls[0].contains("rows_scored[lr]=500"), "{out}");
 }
