@@ -1,6 +1,6 @@
 //! Command-line arguments.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 use mlfusion_udf::ModelStore;
@@ -26,6 +26,8 @@ pub enum Command {
     Query(QueryArgs),
     /// Score a generated dataset with the bundled example model.
     Demo(DemoArgs),
+    /// Serve models over Arrow Flight (DoExchange) to PySpark and other Flight clients.
+    Serve(ServeArgs),
 }
 
 /// `mlfusion query`.
@@ -84,14 +86,19 @@ pub struct SessionArgs {
 impl SessionArgs {
     /// The model store of `--model-cache`.
     pub fn model_store(&self) -> ModelStore {
-        let dir = self.model_cache.clone().unwrap_or_else(|| {
-            dirs::cache_dir()
-                .unwrap_or_else(std::env::temp_dir)
-                .join("mlfusion")
-                .join("models")
-        });
-        ModelStore::new(dir)
+        model_store(self.model_cache.as_deref())
     }
+}
+
+/// The model store caching in `cache`, by default `~/.cache/mlfusion/models`.
+pub fn model_store(cache: Option<&Path>) -> ModelStore {
+    let dir = cache.map(Path::to_path_buf).unwrap_or_else(|| {
+        dirs::cache_dir()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("mlfusion")
+            .join("models")
+    });
+    ModelStore::new(dir)
 }
 
 /// `mlfusion demo`.
@@ -105,4 +112,36 @@ pub struct DemoArgs {
     pub rows: usize,
     #[command(flatten)]
     pub session: SessionArgs,
+}
+
+/// `mlfusion serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Serve the model at URI under NAME (repeatable).
+    #[arg(long = "model", value_name = "NAME=URI")]
+    pub models: Vec<String>,
+    /// The result type clients of model NAME get unless they ask for another.
+    #[arg(long = "result-type", value_name = "NAME=DDL")]
+    pub result_types: Vec<String>,
+    /// A YAML file of models: `models: {NAME: {uri: URI, result_type: DDL}}`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// The port to listen on (0: any free port).
+    #[arg(long, default_value_t = 8815)]
+    pub port: u16,
+    /// A file holding the token every client must send (`authorization: Bearer <token>`).
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
+    /// A PEM certificate chain: serve TLS (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Where models fetched from URIs are cached [default: ~/.cache/mlfusion/models].
+    #[arg(long, env = "MLFUSION_MODEL_CACHE", value_name = "DIR")]
+    pub model_cache: Option<PathBuf>,
 }

@@ -35,6 +35,16 @@ pub enum Error {
     },
     #[error("cannot write {path}: {message}")]
     Encode { path: PathBuf, message: String },
+    #[error("invalid {path}: {message}")]
+    Config { path: PathBuf, message: String },
+    #[error("cannot listen on {address}")]
+    Listen {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the Flight server failed")]
+    Serve(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
     #[error("cannot prepare the demo in {path}")]

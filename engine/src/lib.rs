@@ -1,7 +1,7 @@
 //! # mlfusion-engine
 //!
 //! The SQL engine of mlfusion: a DataFusion session in which MLflow pyfunc models are
-//! scalar functions, and the `mlfusion` command line (`query`, `demo`).
+//! scalar functions, and the `mlfusion` command line (`query`, `demo`, `serve`).
 //!
 //! ```no_run
 //! use mlfusion_engine::args::SessionArgs;
@@ -42,6 +42,7 @@ pub fn run(cli: Cli) -> error::Result<String> {
         match cli.command {
             Command::Query(args) => commands::query::run(args).await,
             Command::Demo(args) => commands::demo::run(args).await,
+            Command::Serve(args) => commands::serve::run(args).await,
         }
     })
 }

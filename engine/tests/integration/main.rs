@@ -5,4 +5,5 @@ mod cli;
 mod fixtures;
 mod registry;
 mod scale;
+mod serve;
 mod terminal;

@@ -1,0 +1,16 @@
+//! # mlfusion-flight
+//!
+//! An Arrow Flight server that scores record batches with MLflow models loaded once in
+//! the embedded interpreter. Clients stream batches through `DoExchange` and receive one
+//! prediction batch per input batch, same length, same order (see [`protocol`]).
+//!
+//! - [`models`]: the served models, by name, each bound lazily to (result type, params);
+//! - [`protocol`]: the JSON command of a `DoExchange` / `GetFlightInfo` descriptor;
+//! - [`service`]: the [`FlightService`](arrow_flight::flight_service_server::FlightService).
+
+pub mod models;
+pub mod protocol;
+pub mod service;
+
+pub use models::ServedModels;
+pub use service::{Access, ModelFlightService, location, serve};

@@ -1,0 +1,66 @@
+//! The command a client puts in a `FlightDescriptor` (`cmd`, UTF-8 JSON):
+//!
+//! ```json
+//! {"model": "churn", "result_type": "double", "params": {"threshold": 0.5},
+//!  "call": "columns"}
+//! ```
+//!
+//! `model` names a model the server serves (never a path or URI); `result_type` (Spark
+//! DDL, default: the model's) and `params` are `spark_udf`'s; `call` is how the batch's
+//! columns reach the model: `"columns"` (default) passes them positionally, as
+//! `udf(col_a, col_b)`; `"struct"` passes them as one struct, as `udf(struct(a, b))`, so
+//! the model sees the column names.
+
+use serde::Deserialize;
+use serde_json::Value;
+use tonic::Status;
+
+/// How a batch's columns are passed to the model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallForm {
+    /// Each column is one positional argument.
+    #[default]
+    Columns,
+    /// All columns form one struct argument.
+    Struct,
+}
+
+/// A parsed descriptor command.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Command {
+    pub model: String,
+    #[serde(default)]
+    pub result_type: Option<String>,
+    #[serde(default)]
+    pub params: Option<Value>,
+    #[serde(default)]
+    pub call: CallForm,
+}
+
+impl Command {
+    /// Parses `cmd` bytes.
+    pub fn parse(cmd: &[u8]) -> Result<Self, Status> {
+        serde_json::from_slice(cmd).map_err(|e| {
+            Status::invalid_argument(format!(
+                "the descriptor command must be JSON like {{\"model\": \"name\", \"result_type\": \"double\"}}: {e}"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse_with_defaults_and_reject_unknown_keys() {
+        let c = Command::parse(br#"{"model": "m"}"#).unwrap();
+        assert_eq!((c.model.as_str(), c.call), ("m", CallForm::Columns));
+        let c = Command::parse(br#"{"model": "m", "call": "struct", "params": {"k": 1}}"#).unwrap();
+        assert_eq!(c.call, CallForm::Struct);
+        assert!(Command::parse(br#"{"model": "m", "path": "/etc"}"#).is_err());
+        assert!(Command::parse(b"not json").is_err());
+    }
+}
