@@ -1,0 +1,214 @@
+"""The server under real clients: tokens, TLS, clients killed mid-stream, a failing model
+beside a healthy one, and 32 concurrent streams that lose, duplicate and reorder nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+from conftest import MODELS
+from pyspark.sql import functions as F
+
+import mlfusion
+from mlfusion._client import Connection, exchange
+
+TOKEN = "t0k3n-for-tests"
+
+
+def adder_batches(start: int, stop: int, size: int):
+    """Batches of (a = id, b = 0.0): the adder model answers each row with its id."""
+    for lo in range(start, stop, size):
+        ids = np.arange(lo, min(lo + size, stop), dtype=np.int64)
+        yield pa.record_batch([pa.array(ids), pa.array(np.zeros(len(ids)))], names=["a", "b"])
+
+
+def score(location: str, model: str, batches, token=None, **conn):
+    connection = Connection.of(location, token, **conn)
+    return list(exchange(connection, model, None, None, "columns", batches, pa.float64()))
+
+
+@pytest.fixture(scope="module")
+def secured(start_server, tmp_session):
+    token_file = tmp_session / "token"
+    token_file.write_text(TOKEN + "\n")
+    return start_server(f"--model=adder={MODELS / 'adder'}", "--auth-token-file", str(token_file))
+
+
+def test_calls_need_the_token(secured, spark):
+    df = spark.range(10).select(F.col("id").alias("a"), F.lit(0.5).alias("b"))
+    for token in (None, "wrong"):
+        with pytest.raises(mlfusion.MlfusionError, match="(?i)token"):
+            mlfusion.spark_udf(spark, "adder", server=secured.location, token=token)
+        with pytest.raises(mlfusion.MlfusionError, match="(?i)token"):
+            score(secured.location, "adder", adder_batches(0, 10, 5), token=token)
+    udf = mlfusion.spark_udf(spark, "adder", server=secured.location, token=TOKEN)
+    got = [r.p for r in df.select(udf("a", "b").alias("p")).orderBy("a").collect()]
+    assert got == [i + 0.5 for i in range(10)]
+
+    # Flight's handshake, as pyarrow clients do it: the token as basic-auth password.
+    with flight.FlightClient(secured.location) as client:
+        header = client.authenticate_basic_token("anyone", TOKEN)
+        infos = list(client.list_flights(options=flight.FlightCallOptions(headers=[header])))
+        assert [json.loads(i.descriptor.command)["model"] for i in infos] == ["adder"]
+        with pytest.raises(flight.FlightUnauthenticatedError):
+            client.authenticate_basic_token("anyone", "wrong")
+
+
+def test_tls(start_server, tmp_session, spark):
+    cert, key = tmp_session / "cert.pem", tmp_session / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = start_server(f"--model=adder={MODELS / 'adder'}", "--tls-cert", str(cert), "--tls-key", str(key))
+    assert server.location.startswith("grpc+tls://127.0.0.1:")
+    out = score(server.location, "adder", adder_batches(0, 100, 30), tls_root_certs=str(cert))
+    assert pa.concat_arrays(out).to_pylist() == [float(i) for i in range(100)]
+    with pytest.raises(mlfusion.MlfusionError):
+        score(server.location, "adder", adder_batches(0, 10, 5))  # the certificate is not trusted
+    df = spark.range(5).select(F.col("id").alias("a"), F.lit(1.0).alias("b"))
+    udf = mlfusion.spark_udf(spark, "adder", server=server.location, tls_root_certs=str(cert))
+    assert [r.p for r in df.select(udf("a", "b").alias("p")).orderBy("a").collect()] == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+KILLED_CLIENT = """
+import sys, numpy as np, pyarrow as pa
+from mlfusion._client import Connection, exchange
+def batches():
+    i = 0
+    while True:
+        ids = np.arange(i, i + 1000, dtype=np.int64); i += 1000
+        yield pa.record_batch([pa.array(ids), pa.array(np.zeros(1000))], names=["a", "b"])
+for n, result in enumerate(exchange(Connection.of(sys.argv[1]), "adder", None, None, "columns", batches(), pa.float64())):
+    if n == 3:
+        print("streaming", flush=True)
+"""
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_a_client_killed_mid_stream_frees_its_stream(test_models):
+    baseline = open_fds(test_models.proc.pid)
+    for _ in range(3):
+        client = subprocess.Popen(
+            [sys.executable, "-c", KILLED_CLIENT, test_models.location], stdout=subprocess.PIPE, text=True
+        )
+        assert client.stdout.readline().strip() == "streaming"
+        client.send_signal(signal.SIGKILL)
+        client.wait()
+    # The server closes the killed streams' connections and goes on serving.
+    deadline = time.monotonic() + 30
+    while open_fds(test_models.proc.pid) > baseline and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert open_fds(test_models.proc.pid) <= baseline
+    out = score(test_models.location, "adder", adder_batches(0, 5000, 1000))
+    assert pa.concat_arrays(out).to_pylist() == [float(i) for i in range(5000)]
+    assert test_models.proc.poll() is None
+
+
+def test_a_failing_model_does_not_disturb_a_concurrent_stream(test_models, spark):
+    healthy_started = threading.Event()
+
+    def healthy():
+        def batches():
+            for n, b in enumerate(adder_batches(0, 200_000, 2000)):
+                if n == 1:
+                    healthy_started.set()
+                yield b
+
+        return pa.concat_arrays(score(test_models.location, "adder", batches()))
+
+    def failing():
+        healthy_started.wait(30)
+        rows = [pa.record_batch([pa.array([1, 2, -3], pa.int64())], names=["a"])] * 3
+        score(test_models.location, "raiser", iter(rows))
+
+    with ThreadPoolExecutor(2) as pool:
+        good, bad = pool.submit(healthy), pool.submit(failing)
+        with pytest.raises(mlfusion.MlfusionError, match="model 'raiser'.*negative input"):
+            bad.result()
+        assert good.result().to_numpy().tolist() == list(map(float, range(200_000)))
+
+    # Through Spark: the task fails with the model's error, named.
+    raiser = mlfusion.spark_udf(spark, "raiser", server=test_models.location)
+    df = spark.range(-2, 3).select(F.col("id").alias("a"))
+    with pytest.raises(Exception, match="model 'raiser': predict raised ValueError: negative input"):
+        df.select(raiser("a")).collect()
+
+
+def test_32_concurrent_streams_lose_duplicate_and_reorder_nothing(start_server, capsys):
+    server = start_server(f"--model=adder={MODELS / 'adder'}")
+    total, streams, batch = 1_000_000, 32, 4096
+    bounds = np.linspace(0, total, streams + 1, dtype=np.int64)
+
+    def stream(i: int):
+        lo, hi = int(bounds[i]), int(bounds[i + 1])
+        out = score(server.location, "adder", adder_batches(lo, hi, batch))
+        return lo, hi, [len(a) for a in out], pa.concat_arrays(out).to_numpy()
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(streams) as pool:
+        results = list(pool.map(stream, range(streams)))
+    seconds = time.monotonic() - started
+    ids = np.concatenate([r[3] for r in results])
+    for lo, hi, lengths, values in results:
+        expected = [len(b) for b in adder_batches(lo, hi, batch)]
+        assert lengths == expected
+        assert np.array_equal(values, np.arange(lo, hi, dtype=np.float64))
+    assert len(ids) == total and np.array_equal(np.sort(ids), np.arange(total, dtype=np.float64))
+    assert ids.sum() == total * (total - 1) / 2
+    stats = server.action("models")[0]
+    assert stats["rows_scored"] == total
+    with capsys.disabled():
+        print(
+            f"\nload: {streams} streams, {total:,} rows in {seconds:.1f}s; "
+            f"server peak RSS {server.peak_rss_mib():.0f} MiB"
+        )
+
+
+def test_a_slow_reader_holds_server_memory_down(start_server):
+    """A client writing 1.2 GB as fast as it can while reading the answers slowly: the
+    server's memory stays bounded (it takes input only as answers are taken) and every
+    row comes back in order."""
+    server = start_server(f"--model=adder={MODELS / 'adder'}")
+    rows, size = 75_000_000, 250_000
+    descriptor = flight.FlightDescriptor.for_command(json.dumps({"model": "adder"}))
+    with flight.FlightClient(server.location) as client:
+        writer, reader = client.do_exchange(descriptor)
+
+        def write_all():
+            batches = adder_batches(0, rows, size)
+            first = next(batches)
+            writer.begin(first.schema)
+            writer.write_batch(first)
+            for batch in batches:
+                writer.write_batch(batch)
+            writer.done_writing()
+
+        with ThreadPoolExecutor(1) as pool:
+            written = pool.submit(write_all)
+            total = 0
+            for n in range(rows // size):
+                if n % 50 == 0:
+                    time.sleep(1)
+                result = reader.read_chunk().data.column(0)
+                assert result[0].as_py() == n * size
+                total += len(result)
+            written.result()
+        writer.close()
+    assert total == rows
+    assert server.peak_rss_mib() < 400, server.peak_rss_mib()
