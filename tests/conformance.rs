@@ -9,6 +9,9 @@
 //! shared case's model to start from (`model_recipe.base`), the output recipe and input
 //! signature to give it, and the shared case whose `input.parquet` it reads (`input`).
 //!
+//! Each case runs twice: with the model in the engine's own interpreter (`--workers 0`) and
+//! in a worker process (`--workers 1`).
+//!
 //! `cargo test --test conformance [-- FILTER]`.
 
 use std::fs::File;
@@ -115,7 +118,12 @@ fn main() -> ExitCode {
         eprintln!("no conformance cases match {filter:?}");
         return ExitCode::FAILURE;
     }
-    let queue = Mutex::new(cases.clone());
+    // Every case twice: models in the engine's interpreter, and in a worker process.
+    let runs: Vec<(PathBuf, usize)> = cases
+        .iter()
+        .flat_map(|case| [(case.clone(), 0), (case.clone(), 1)])
+        .collect();
+    let queue = Mutex::new(runs);
     let results = Mutex::new(Vec::new());
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
@@ -124,17 +132,17 @@ fn main() -> ExitCode {
         for _ in 0..workers {
             s.spawn(|| {
                 loop {
-                    let Some(case) = queue.lock().expect("queue").pop() else {
+                    let Some((case, model_workers)) = queue.lock().expect("queue").pop() else {
                         break;
                     };
-                    let outcome = run_case(&case);
+                    let outcome = run_case(&case, model_workers);
                     let set = if case.starts_with(oracle_dir()) {
                         "oracle/"
                     } else {
                         ""
                     };
                     let name = case.file_name().expect("case dir").to_string_lossy();
-                    let id = format!("{set}{name}");
+                    let id = format!("{set}{name} (--workers {model_workers})");
                     results.lock().expect("results").push((id, outcome));
                 }
             });
@@ -169,7 +177,7 @@ fn indent(text: &str) -> String {
         .join("\n")
 }
 
-fn run_case(dir: &Path) -> Result<(), String> {
+fn run_case(dir: &Path, workers: usize) -> Result<(), String> {
     let case: Value =
         serde_json::from_reader(File::open(dir.join("case.json")).map_err(|e| e.to_string())?)
             .map_err(|e| format!("bad case.json: {e}"))?;
@@ -209,6 +217,8 @@ fn run_case(dir: &Path) -> Result<(), String> {
     };
     let mut cmd = Command::new(BIN);
     cmd.arg("query")
+        .arg("--workers")
+        .arg(workers.to_string())
         .arg("--model")
         .arg(format!("m={}", model.display()))
         .arg("--table")

@@ -48,6 +48,10 @@ impl ModelDb {
             target_partitions: Some(2),
             quiet: true,
             model_cache: Some(scratch.join("model-cache")),
+            // Models run in worker processes here (the conformance suite runs them in
+            // process), so every error below also proves the workers report as the
+            // embedded interpreter does.
+            workers: Some(1),
         };
         let ctx = new_context(&settings).map_err(|e| DataFusionError::External(Box::new(e)))?;
         let models: Vec<ModelRegistration> = MODELS

@@ -59,6 +59,9 @@ pub struct QueryArgs {
     /// How results are printed, or the --output format when its extension says nothing.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// Print on stderr how long loading the models and each statement took.
+    #[arg(long)]
+    pub timing: bool,
     #[command(flatten)]
     pub session: SessionArgs,
     /// SQL statements to run (after -c and -f).
@@ -68,8 +71,9 @@ pub struct QueryArgs {
 /// Execution settings shared by the commands.
 #[derive(Debug, Args, Clone)]
 pub struct SessionArgs {
-    /// Rows per batch read from the tables (and per model call).
-    #[arg(long, env = "MLFUSION_BATCH_SIZE", default_value_t = 8192)]
+    /// Rows per batch read from the tables, and so per model call: large batches spread
+    /// each call's fixed cost (pandas frames, `predict` dispatch) over more rows.
+    #[arg(long, env = "MLFUSION_BATCH_SIZE", default_value_t = 65536)]
     pub batch_size: usize,
     /// Partitions scanned in parallel (default: available cores).
     #[arg(long, env = "MLFUSION_TARGET_PARTITIONS")]
@@ -81,24 +85,31 @@ pub struct SessionArgs {
     /// [default: ~/.cache/mlfusion/models].
     #[arg(long, env = "MLFUSION_MODEL_CACHE", value_name = "DIR")]
     pub model_cache: Option<PathBuf>,
+    /// Python worker processes per model, each loading it once; 0 runs models in the
+    /// engine's own interpreter [default: available cores].
+    #[arg(long, env = "MLFUSION_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
 }
 
 impl SessionArgs {
-    /// The model store of `--model-cache`.
+    /// The model store of `--model-cache` and `--workers`.
     pub fn model_store(&self) -> ModelStore {
-        model_store(self.model_cache.as_deref())
+        model_store(self.model_cache.as_deref(), self.workers)
     }
 }
 
-/// The model store caching in `cache`, by default `~/.cache/mlfusion/models`.
-pub fn model_store(cache: Option<&Path>) -> ModelStore {
+/// The model store caching in `cache` (by default `~/.cache/mlfusion/models`), loading
+/// models into `workers` processes (by default one per available core).
+pub fn model_store(cache: Option<&Path>, workers: Option<usize>) -> ModelStore {
     let dir = cache.map(Path::to_path_buf).unwrap_or_else(|| {
         dirs::cache_dir()
             .unwrap_or_else(std::env::temp_dir)
             .join("mlfusion")
             .join("models")
     });
-    ModelStore::new(dir)
+    let workers =
+        workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    ModelStore::new(dir).with_workers(workers)
 }
 
 /// `mlfusion demo`.
@@ -144,4 +155,8 @@ pub struct ServeArgs {
     /// Where models fetched from URIs are cached [default: ~/.cache/mlfusion/models].
     #[arg(long, env = "MLFUSION_MODEL_CACHE", value_name = "DIR")]
     pub model_cache: Option<PathBuf>,
+    /// Python worker processes per model (shared by all streams); 0 runs models in the
+    /// server's own interpreter [default: available cores].
+    #[arg(long, env = "MLFUSION_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
 }

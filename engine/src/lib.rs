@@ -10,7 +10,8 @@
 //! # async fn example() -> mlfusion_engine::error::Result<()> {
 //! mlfusion_udf::start_python(None)?; // once, before the tokio runtime starts
 //! let settings = SessionArgs {
-//!     batch_size: 8192, target_partitions: None, quiet: true, model_cache: None,
+//!     batch_size: 65536, target_partitions: None, quiet: true, model_cache: None,
+//!     workers: None, // one Python worker process per core
 //! };
 //! let ctx = new_context(&settings)?;
 //! register_models(&ctx, &settings.model_store(), &[ModelRegistration {

@@ -11,7 +11,7 @@ use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 use mlfusion_udf::{
-    ModelCallRewrites, ModelCallsInProjections, ModelMetricsRule, ModelStore, PyModelUdf,
+    ModelBatchesRule, ModelCallRewrites, ModelCallsOnce, ModelMetricsRule, ModelStore, PyModelUdf,
 };
 use serde_json::Value;
 
@@ -50,7 +50,7 @@ pub fn new_context(settings: &SessionArgs) -> Result<SessionContext> {
         .with_function_factory(Some(Arc::new(ModelFunctionFactory::new(
             settings.model_store(),
         ))))
-        .with_optimizer_rule(Arc::new(ModelCallsInProjections))
+        .with_optimizer_rule(Arc::new(ModelCallsOnce))
         .with_physical_optimizer_rules(physical_rules())
         .build();
     // URL tables: `SELECT ... FROM 'data/*.parquet'`, as in datafusion-cli.
@@ -62,8 +62,10 @@ pub fn new_context(settings: &SessionArgs) -> Result<SessionContext> {
 
 /// DataFusion's physical optimizer rules, after [`ModelMetricsRule`].
 fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    // First: with its coalescing input, a projection calling a model is not absorbed
+    // into a Parquet scan (which would call the model on the scan's own batches).
     let mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> =
-        vec![Arc::new(ModelMetricsRule)];
+        vec![Arc::new(ModelBatchesRule), Arc::new(ModelMetricsRule)];
     rules.extend(PhysicalOptimizer::new().rules);
     rules
 }

@@ -304,6 +304,12 @@ impl ExecutionPlan for ModelCallsExec {
         &self,
         projection: &ProjectionExec,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        // A projection over the instrumented projection stays where it is: the two are not
+        // merged (that could evaluate a model call twice), and a "swap" would only nest
+        // them again below this node, forever.
+        if self.input.downcast_ref::<ProjectionExec>().is_some() {
+            return Ok(None);
+        }
         match self.input.try_swapping_with_projection(projection)? {
             Some(input) => Ok(Some(replace_children_if_necessary(
                 Arc::new(self.clone()),

@@ -1,39 +1,38 @@
-//! Keeps model calls where mlfusion can observe them: in projections (and filters).
+//! Each model call evaluated once per row, in a projection where mlfusion observes it.
 //!
-//! DataFusion evaluates `count(m(x))` or `GROUP BY m(x)` inside the aggregate, where no
-//! per-call metrics or progress can be attached. [`ModelCallsInProjections`] moves such
-//! calls into a projection below the aggregate (as DataFusion's common subexpression
-//! elimination does), so each call is evaluated once per row in a node that
-//! [`crate::call_metrics::ModelMetricsRule`] instruments.
+//! Model UDFs are volatile, so DataFusion neither folds nor duplicates them (it would
+//! otherwise push a filter's call below a projection computing the same call). This rule
+//! then places every call: a call in a filter, sort or aggregate, or used more than once
+//! (or inside an expression) by a projection, is computed by a projection inserted below
+//! that node as a column `__mlfusion_call_N`, and the node reads the column. A node above
+//! that needs the same call reads the same column when only filters, sorts, limits and
+//! column lists lie in between, so `SELECT m(x) AS p FROM t WHERE m(x) > 0.5` or
+//! `SELECT m(x)['a'], m(x)['b']` score every row once. Calls then run only in
+//! projections, which [`crate::call_metrics::ModelMetricsRule`] instruments.
 
 use std::any::Any;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, Result};
-use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, Projection};
-use datafusion::optimizer::optimizer::ApplyOrder;
+use datafusion::logical_expr::{Expr, LogicalPlan, Projection};
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
 use crate::scalar::PyModelUdf;
 
-/// The logical optimizer rule (see the module docs).
+/// The logical optimizer rule (see the module docs); register it after DataFusion's rules.
 #[derive(Debug, Default)]
-pub struct ModelCallsInProjections;
+pub struct ModelCallsOnce;
 
-/// Whether `expr` is a call of a model function.
-fn is_model_call(expr: &Expr) -> bool {
-    matches!(expr, Expr::ScalarFunction(f)
-        if (f.func.inner().as_ref() as &dyn Any).is::<PyModelUdf>())
-}
+/// Makes the names of inserted columns unique across plans and optimizer passes.
+static NEXT_CALL: AtomicUsize = AtomicUsize::new(0);
 
-impl OptimizerRule for ModelCallsInProjections {
+const PREFIX: &str = "__mlfusion_call_";
+
+impl OptimizerRule for ModelCallsOnce {
     fn name(&self) -> &str {
-        "mlfusion_model_calls_in_projections"
-    }
-
-    fn apply_order(&self) -> Option<ApplyOrder> {
-        Some(ApplyOrder::BottomUp)
+        "mlfusion_model_calls_once"
     }
 
     fn rewrite(
@@ -41,61 +40,145 @@ impl OptimizerRule for ModelCallsInProjections {
         plan: LogicalPlan,
         _config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        let LogicalPlan::Aggregate(aggregate) = plan else {
-            return Ok(Transformed::no(plan));
+        // Calls already computed as a column, by the column's name.
+        let mut computed: Vec<(Expr, String)> = Vec::new();
+        plan.transform_up_with_subqueries(|node| place_calls(node, &mut computed))
+    }
+}
+
+/// Whether `expr` is a call of a model function.
+fn is_model_call(expr: &Expr) -> bool {
+    matches!(expr, Expr::ScalarFunction(f)
+        if (f.func.inner().as_ref() as &dyn Any).is::<PyModelUdf>())
+}
+
+/// The outermost model calls in `exprs`, each once, with how often they occur.
+fn model_calls(exprs: &[Expr]) -> Result<Vec<(Expr, usize)>> {
+    let mut calls: Vec<(Expr, usize)> = Vec::new();
+    for expr in exprs {
+        expr.apply(|e| {
+            if !is_model_call(e) {
+                return Ok(TreeNodeRecursion::Continue);
+            }
+            match calls.iter_mut().find(|(c, _)| c == e) {
+                Some((_, count)) => *count += 1,
+                None => calls.push((e.clone(), 1)),
+            }
+            Ok(TreeNodeRecursion::Jump)
+        })?;
+    }
+    Ok(calls)
+}
+
+fn place_calls(
+    node: LogicalPlan,
+    computed: &mut Vec<(Expr, String)>,
+) -> Result<Transformed<LogicalPlan>> {
+    if !matches!(
+        node,
+        LogicalPlan::Projection(_)
+            | LogicalPlan::Filter(_)
+            | LogicalPlan::Sort(_)
+            | LogicalPlan::Aggregate(_)
+    ) {
+        return Ok(Transformed::no(node));
+    }
+    let exprs = node.expressions();
+    let calls = model_calls(&exprs)?;
+    if calls.is_empty() {
+        return Ok(Transformed::no(node));
+    }
+    let mut input = node.inputs()[0].clone();
+    let mut columns: Vec<(Expr, String)> = Vec::new();
+    let mut fresh: Vec<(Expr, usize)> = Vec::new();
+    for (call, count) in calls {
+        let exposed = match computed.iter().find(|(c, _)| c == &call) {
+            Some((_, name)) => expose(&input, name)?.map(|plan| (plan, name.clone())),
+            None => None,
         };
-        let mut calls: Vec<Expr> = Vec::new();
-        for expr in aggregate.group_expr.iter().chain(&aggregate.aggr_expr) {
-            expr.apply(|e| {
-                if is_model_call(e) {
-                    if !calls.contains(e) {
-                        calls.push(e.clone());
-                    }
-                    return Ok(TreeNodeRecursion::Jump);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })?;
+        match exposed {
+            Some((plan, name)) => {
+                input = plan;
+                columns.push((call, name));
+            }
+            None => fresh.push((call, count)),
         }
-        if calls.is_empty() {
-            return Ok(Transformed::no(LogicalPlan::Aggregate(aggregate)));
-        }
-        let names: Vec<String> = (0..calls.len())
-            .map(|i| format!("__mlfusion_model_call_{i}"))
-            .collect();
-        let mut projected: Vec<Expr> = aggregate
-            .input
+    }
+    // A projection using a call once already evaluates it once per row.
+    let in_place = matches!(node, LogicalPlan::Projection(_));
+    if columns.is_empty() && in_place && fresh.iter().all(|(_, count)| *count == 1) {
+        return Ok(Transformed::no(node));
+    }
+    if !fresh.is_empty() {
+        let mut projected: Vec<Expr> = input
             .schema()
             .columns()
             .into_iter()
             .map(Expr::Column)
             .collect();
-        projected.extend(calls.iter().zip(&names).map(|(c, n)| c.clone().alias(n)));
-        let input = Projection::try_new(projected, Arc::clone(&aggregate.input))?;
-        let replace = |expr: &Expr| -> Result<Expr> {
+        for (call, _) in fresh {
+            let name = format!("{PREFIX}{}", NEXT_CALL.fetch_add(1, Ordering::Relaxed));
+            projected.push(call.clone().alias(&name));
+            computed.push((call.clone(), name.clone()));
+            columns.push((call, name));
+        }
+        input = LogicalPlan::Projection(Projection::try_new(projected, Arc::new(input))?);
+    }
+    let keeps_names = matches!(node, LogicalPlan::Projection(_) | LogicalPlan::Aggregate(_));
+    let exprs = exprs
+        .into_iter()
+        .map(|expr| {
             let name = expr.schema_name().to_string();
-            expr.clone()
-                .transform_down(|e| match calls.iter().position(|c| c == &e) {
-                    Some(i) => Ok(Transformed::new(
-                        Expr::Column(Column::from_name(&names[i])),
+            let replaced = expr
+                .transform_down(|e| match columns.iter().find(|(c, _)| c == &e) {
+                    Some((_, name)) => Ok(Transformed::new(
+                        Expr::Column(Column::from_name(name)),
                         true,
                         TreeNodeRecursion::Jump,
                     )),
                     None => Ok(Transformed::no(e)),
                 })?
-                .data
-                .alias_if_changed(name)
-        };
-        let group = aggregate
-            .group_expr
-            .iter()
-            .map(replace)
-            .collect::<Result<_>>()?;
-        let aggr = aggregate
-            .aggr_expr
-            .iter()
-            .map(replace)
-            .collect::<Result<_>>()?;
-        let rewritten = Aggregate::try_new(Arc::new(LogicalPlan::Projection(input)), group, aggr)?;
-        Ok(Transformed::yes(LogicalPlan::Aggregate(rewritten)))
+                .data;
+            if keeps_names {
+                replaced.alias_if_changed(name)
+            } else {
+                Ok(replaced)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let original = Arc::clone(node.schema());
+    let rewritten = node.with_new_exprs(exprs, vec![input])?;
+    if keeps_names {
+        return Ok(Transformed::yes(rewritten));
     }
+    // Filters and sorts pass their input's columns on: keep the inserted ones to ourselves
+    // (a node above that reads them widens this list again, see `expose`).
+    let restored = original.columns().into_iter().map(Expr::Column).collect();
+    Ok(Transformed::yes(LogicalPlan::Projection(
+        Projection::try_new(restored, Arc::new(rewritten))?,
+    )))
+}
+
+/// `plan`, rewritten so its output carries the column `name` computed below it, when only
+/// filters, sorts, limits and column lists lie in between; `None` otherwise.
+fn expose(plan: &LogicalPlan, name: &str) -> Result<Option<LogicalPlan>> {
+    if plan.schema().has_column_with_unqualified_name(name) {
+        return Ok(Some(plan.clone()));
+    }
+    let column_list = matches!(plan, LogicalPlan::Projection(p) if p.expr.iter().all(|e| matches!(e, Expr::Column(_))));
+    let passes_columns = matches!(
+        plan,
+        LogicalPlan::Filter(_) | LogicalPlan::Sort(_) | LogicalPlan::Limit(_)
+    );
+    if !(column_list || passes_columns) {
+        return Ok(None);
+    }
+    let Some(child) = expose(plan.inputs()[0], name)? else {
+        return Ok(None);
+    };
+    let mut exprs = plan.expressions();
+    if column_list {
+        exprs.push(Expr::Column(Column::from_name(name)));
+    }
+    plan.with_new_exprs(exprs, vec![child]).map(Some)
 }

@@ -9,10 +9,12 @@
 //! - [`params`]: inference params against the params schema.
 //! - [`runtime`]: the embedded CPython (pyo3), pointed at a venv.
 //! - [`store`]: model URIs (paths, `runs:/`, `models:/`, ...) and the download cache.
-//! - [`model`]: loading a model once and scoring Arrow batches through it.
+//! - [`model`]: loading a model once and scoring Arrow batches through it;
+//!   [`workers`]: Python worker processes scoring a model on every core.
 //! - [`scalar`]: the [`ScalarUDFImpl`](datafusion::logical_expr::ScalarUDFImpl).
 //! - [`call_metrics`]: per-query model metrics for `EXPLAIN ANALYZE` and progress bars;
-//!   [`call_placement`]: model calls moved out of aggregates into projections.
+//!   [`call_placement`]: each model call evaluated once per row, in a projection;
+//!   [`model_batches`]: model calls get batches of the session batch size.
 //!
 //! It does not know about SQL sessions, files or servers; the `mlfusion-engine` crate does.
 //!
@@ -38,19 +40,23 @@ pub mod enforce;
 pub mod error;
 pub mod mlmodel;
 pub mod model;
+pub mod model_batches;
 pub mod params;
 pub mod result_type;
 pub mod runtime;
 pub mod scalar;
 pub mod signature;
 pub mod store;
+pub mod workers;
 
 pub use call_metrics::{ModelCallsExec, ModelMetrics, ModelMetricsRule};
-pub use call_placement::ModelCallsInProjections;
+pub use call_placement::ModelCallsOnce;
 pub use error::{Error, Result};
 pub use mlmodel::MlModel;
 pub use model::{PyModel, Scorer};
+pub use model_batches::{ModelBatchesExec, ModelBatchesRule};
 pub use result_type::{ResultType, SparkType};
 pub use runtime::start_python;
 pub use scalar::{ModelCallRewrites, PyModelUdf};
 pub use store::{ModelStore, ResolvedUri};
+pub use workers::WorkerPool;

@@ -22,46 +22,84 @@ use crate::result_type::{ResultType, SparkType};
 use crate::runtime::{bridge, start_python};
 use crate::signature::{MlflowType, Schema};
 use crate::store::ResolvedUri;
+use crate::workers::WorkerPool;
 
 /// How many traceback lines an error keeps.
 const TRACEBACK_LINES: usize = 12;
 
-/// A model loaded once through its `loader_module`.
+/// A model loaded once through its `loader_module`: in the embedded interpreter, or in
+/// each process of a [`WorkerPool`].
 #[derive(Debug)]
 pub struct PyModel {
     name: String,
     uri: String,
     resolved: Option<ResolvedUri>,
     mlmodel: MlModel,
-    object: Py<PyAny>,
+    runtime: Runtime,
+}
+
+#[derive(Debug)]
+enum Runtime {
+    InProcess(Py<PyAny>),
+    Workers(WorkerPool),
 }
 
 impl PyModel {
-    /// Reads `<dir>/MLmodel` and loads the model (`_load_pyfunc`), starting the interpreter
-    /// with the default venv if needed. `name` is how errors refer to the model.
+    /// Reads `<dir>/MLmodel` and loads the model (`_load_pyfunc`) in the embedded
+    /// interpreter, starting it with the default venv if needed. `name` is how errors
+    /// refer to the model.
     pub fn load(name: &str, dir: impl AsRef<Path>) -> Result<Self> {
+        Self::load_with_workers(name, dir, 0)
+    }
+
+    /// Like [`PyModel::load`], but with `workers` > 0 the model is loaded (in parallel)
+    /// by that many Python worker processes of the venv, which then score its batches:
+    /// models that hold the GIL use as many cores as there are workers.
+    pub fn load_with_workers(name: &str, dir: impl AsRef<Path>, workers: usize) -> Result<Self> {
         let mlmodel = MlModel::from_path(dir.as_ref())?;
-        start_python(None)?;
-        let object = Python::attach(|py| -> Result<Py<PyAny>> {
-            let loaded = bridge(py)?.getattr("load_model").and_then(|f| {
-                f.call1((
-                    mlmodel.code_dir().map(|p| p.display().to_string()),
-                    &mlmodel.pyfunc.loader_module,
-                    mlmodel.data_path().display().to_string(),
-                    mlmodel.pyfunc.model_config.as_ref().map(Value::to_string),
-                ))
+        let venv = start_python(None)?;
+        let code_dir = mlmodel.code_dir().map(|p| p.display().to_string());
+        let data_path = mlmodel.data_path().display().to_string();
+        let model_config = mlmodel.pyfunc.model_config.as_ref().map(Value::to_string);
+        let runtime = if workers > 0 {
+            let load = json!({
+                "code_dir": code_dir,
+                "loader_module": mlmodel.pyfunc.loader_module,
+                "data_path": data_path,
+                "model_config": model_config,
             });
-            loaded
-                .map(Bound::unbind)
-                .map_err(|e| python_error(py, name, "loading the model", &e))
-        })?;
+            let python = venv.join("bin").join("python");
+            Runtime::Workers(WorkerPool::start(name, python, load, workers)?)
+        } else {
+            Runtime::InProcess(Python::attach(|py| -> Result<Py<PyAny>> {
+                let loaded = bridge(py)?.getattr("load_model").and_then(|f| {
+                    f.call1((
+                        code_dir,
+                        &mlmodel.pyfunc.loader_module,
+                        data_path,
+                        model_config,
+                    ))
+                });
+                loaded
+                    .map(Bound::unbind)
+                    .map_err(|e| python_error(py, name, "loading the model", &e))
+            })?)
+        };
         Ok(Self {
             name: name.to_owned(),
             uri: dir.as_ref().display().to_string(),
             resolved: None,
             mlmodel,
-            object,
+            runtime,
         })
+    }
+
+    /// The worker processes scoring this model, if it runs in workers.
+    pub fn workers(&self) -> Option<&WorkerPool> {
+        match &self.runtime {
+            Runtime::Workers(pool) => Some(pool),
+            Runtime::InProcess(_) => None,
+        }
     }
 
     /// Records where the model came from (see [`crate::ModelStore::load`]).
@@ -133,19 +171,27 @@ impl PyModel {
             .predict_fn
             .as_deref()
             .unwrap_or("predict");
-        let object = Python::attach(|py| -> Result<Py<PyAny>> {
-            bridge(py)?
-                .getattr("Scorer")
-                .and_then(|cls| cls.call1((self.object.bind(py), predict_fn, config.to_string())))
-                .map(Bound::unbind)
-                .map_err(|e| python_error(py, &self.name, "binding the model", &e))
-        })?;
+        let binding = match &self.runtime {
+            Runtime::InProcess(model) => {
+                Binding::InProcess(Python::attach(|py| -> Result<Py<PyAny>> {
+                    bridge(py)?
+                        .getattr("Scorer")
+                        .and_then(|cls| cls.call1((model.bind(py), predict_fn, config.to_string())))
+                        .map(Bound::unbind)
+                        .map_err(|e| python_error(py, &self.name, "binding the model", &e))
+                })?)
+            }
+            Runtime::Workers(_) => Binding::Workers {
+                predict_fn: predict_fn.to_owned(),
+                config: config.to_string(),
+            },
+        };
         Ok(Scorer {
             model: Arc::clone(self),
             result_type,
             return_type,
             params,
-            object,
+            binding,
         })
     }
 }
@@ -157,7 +203,15 @@ pub struct Scorer {
     result_type: ResultType,
     return_type: DataType,
     params: Option<Value>,
-    object: Py<PyAny>,
+    binding: Binding,
+}
+
+/// The bridge's `Scorer` for a model in the embedded interpreter, or what each worker
+/// needs to build its own.
+#[derive(Debug)]
+enum Binding {
+    InProcess(Py<PyAny>),
+    Workers { predict_fn: String, config: String },
 }
 
 impl Scorer {
@@ -189,7 +243,51 @@ impl Scorer {
         }
         let name = self.model.name();
         let waiting = Instant::now();
-        let data = Python::attach(|py| -> Result<ArrayData> {
+        let data = match (&self.binding, &self.model.runtime) {
+            (Binding::Workers { predict_fn, config }, Runtime::Workers(pool)) => {
+                let answer = pool.predict(predict_fn, config, frame)?;
+                let busy = answer.queued_time + answer.predict_time;
+                metrics.queued_time.add_duration(answer.queued_time);
+                metrics.predict_time.add_duration(answer.predict_time);
+                metrics
+                    .convert_time
+                    .add_duration(waiting.elapsed().saturating_sub(busy));
+                answer.data
+            }
+            (Binding::InProcess(scorer), _) => self.predict_in_process(scorer, frame, metrics)?,
+            (Binding::Workers { .. }, Runtime::InProcess(_)) => {
+                unreachable!("a scorer binds to its model's runtime")
+            }
+        };
+        metrics.rows.add(frame.num_rows);
+        metrics.batches.add(1);
+        let array = make_array(data);
+        if array.len() != frame.num_rows {
+            return Err(Error::RowCount {
+                model: name.to_owned(),
+                expected: frame.num_rows,
+                found: array.len(),
+            });
+        }
+        if array.data_type() == &self.return_type {
+            return Ok(array);
+        }
+        cast(&array, &self.return_type).map_err(|e| Error::Output {
+            model: name.to_owned(),
+            expected: self.result_type.spark.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    fn predict_in_process(
+        &self,
+        scorer: &Py<PyAny>,
+        frame: &InputFrame,
+        metrics: &ModelMetrics,
+    ) -> Result<ArrayData> {
+        let name = self.model.name();
+        let waiting = Instant::now();
+        Python::attach(|py| -> Result<ArrayData> {
             let attached = Instant::now();
             metrics.queued_time.add_duration(attached - waiting);
             let to_py = |e: PyErr| python_error(py, name, "predict", &e);
@@ -212,8 +310,7 @@ impl Scorer {
                 FrameMode::Struct => "struct",
                 FrameMode::StructLegacy => "struct_legacy",
             };
-            let (out, predict_ns): (Bound<'_, PyAny>, u64) = self
-                .object
+            let (out, predict_ns): (Bound<'_, PyAny>, u64) = scorer
                 .bind(py)
                 .call_method1("predict", (labels, arrays, mode))
                 .and_then(|r| r.extract())
@@ -225,24 +322,6 @@ impl Scorer {
                 .convert_time
                 .add_duration(attached.elapsed().saturating_sub(predict));
             Ok(data)
-        })?;
-        metrics.rows.add(frame.num_rows);
-        metrics.batches.add(1);
-        let array = make_array(data);
-        if array.len() != frame.num_rows {
-            return Err(Error::RowCount {
-                model: name.to_owned(),
-                expected: frame.num_rows,
-                found: array.len(),
-            });
-        }
-        if array.data_type() == &self.return_type {
-            return Ok(array);
-        }
-        cast(&array, &self.return_type).map_err(|e| Error::Output {
-            model: name.to_owned(),
-            expected: self.result_type.spark.to_string(),
-            message: e.to_string(),
         })
     }
 }
@@ -253,21 +332,23 @@ pub(crate) fn format_py_err(py: Python<'_>, err: &PyErr) -> (String, String) {
     let traceback = err
         .traceback(py)
         .and_then(|tb| tb.format().ok())
-        .map(|text| {
-            let lines: Vec<_> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(TRACEBACK_LINES)..];
-            // Start at a frame boundary so no frame is shown half.
-            let start = tail
-                .iter()
-                .position(|l| l.starts_with("  File"))
-                .unwrap_or(0);
-            format!(
-                "Traceback (most recent call last, abridged):\n{}",
-                tail[start..].join("\n")
-            )
-        })
+        .map(|text| abridge_traceback(&text))
         .unwrap_or_default();
     (exception, traceback)
+}
+
+/// The last lines of a formatted traceback, starting at a frame boundary so no frame is
+/// shown half; empty when there are no frames.
+pub(crate) fn abridge_traceback(text: &str) -> String {
+    let lines: Vec<_> = text.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(TRACEBACK_LINES)..];
+    let Some(start) = tail.iter().position(|l| l.starts_with("  File")) else {
+        return String::new();
+    };
+    format!(
+        "Traceback (most recent call last, abridged):\n{}",
+        tail[start..].join("\n")
+    )
 }
 
 fn type_name(py: Python<'_>, err: &PyErr) -> String {

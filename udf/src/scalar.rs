@@ -42,10 +42,12 @@ impl PyModelUdf {
         Self {
             name: name.into(),
             scorer,
-            // Deterministic: the planner may evaluate a call on literals once.
+            // Volatile, though models are deterministic: DataFusion then never copies a
+            // call into a second place (nor runs it while planning), and
+            // `ModelCallsOnce` evaluates each call once per row.
             signature: Signature::one_of(
                 vec![TypeSignature::Nullary, TypeSignature::VariadicAny],
-                Volatility::Immutable,
+                Volatility::Volatile,
             ),
             metrics: ModelMetrics::default(),
         }

@@ -14,6 +14,7 @@ use crate::runtime::{bridge, start_python};
 #[derive(Debug, Clone)]
 pub struct ModelStore {
     cache_dir: PathBuf,
+    workers: usize,
 }
 
 /// A model URI resolved to a local directory.
@@ -28,11 +29,19 @@ pub struct ResolvedUri {
 }
 
 impl ModelStore {
-    /// A store downloading into `cache_dir`.
+    /// A store downloading into `cache_dir`, loading models in the embedded interpreter.
     pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
         Self {
             cache_dir: cache_dir.into(),
+            workers: 0,
         }
+    }
+
+    /// Loads each model into `workers` Python worker processes instead (0: in process);
+    /// see [`PyModel::load_with_workers`].
+    pub fn with_workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
     }
 
     /// Where downloaded models are kept.
@@ -73,7 +82,8 @@ impl ModelStore {
     /// Resolves `uri` and loads the model in it as `name`.
     pub fn load(&self, name: &str, uri: &str) -> Result<PyModel> {
         let resolved = self.resolve(name, uri)?;
-        PyModel::load(name, &resolved.dir).map(|model| model.with_uri(uri, resolved))
+        PyModel::load_with_workers(name, &resolved.dir, self.workers)
+            .map(|model| model.with_uri(uri, resolved))
     }
 }
 

@@ -42,7 +42,7 @@ pub async fn run(args: ServeArgs) -> Result<String> {
             _ => None,
         },
     };
-    let store = model_store(args.model_cache.as_deref());
+    let store = model_store(args.model_cache.as_deref(), args.workers);
     let models = tokio::task::spawn_blocking(move || load(&store, registrations))
         .await
         .map_err(|e| Error::Serve(Box::new(e)))??;

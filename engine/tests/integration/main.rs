@@ -7,3 +7,4 @@ mod registry;
 mod scale;
 mod serve;
 mod terminal;
+mod workers;

@@ -1,0 +1,363 @@
+//! A pool of Python worker processes for one model, so GIL-bound models use every core.
+//!
+//! Each worker is the venv's `python` running the bridge plus `worker.py`: it loads the
+//! model once, then answers predict requests (an Arrow IPC batch in, one out) over its
+//! stdin and stdout. A batch goes to one idle worker and its answer comes back to the same
+//! caller, so results keep their order per call. A worker that dies fails the batch it held
+//! with an error naming the model, and a new one takes its place at the next checkout.
+//! Workers exit when their pipe closes or the engine process is gone (they watch their
+//! parent), so none outlives the engine.
+
+use std::io::{BufReader, BufWriter, Cursor, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, ArrayData, ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow::datatypes::{Field, Schema};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use serde_json::{Value, json};
+
+use crate::enforce::{FrameMode, InputFrame, Label};
+use crate::error::{Error, Result};
+use crate::model::abridge_traceback;
+
+/// The worker program: the bridge, then the request loop.
+const WORKER_SOURCE: &str = concat!(include_str!("bridge.py"), include_str!("worker.py"));
+
+/// Runs the worker program as `__main__` under the bridge's file name, so tracebacks read
+/// as they do in the embedded interpreter. Arguments: the program, the engine's pid.
+const BOOTSTRAP: &str = "import sys; exec(compile(sys.argv.pop(1), '_mlfusion_bridge.py', 'exec'))";
+
+/// Worker processes serving one model.
+#[derive(Debug)]
+pub struct WorkerPool {
+    model: String,
+    python: PathBuf,
+    load: Value,
+    size: usize,
+    state: Mutex<PoolState>,
+    returned: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct PoolState {
+    idle: Vec<Worker>,
+    /// Workers alive, idle or busy.
+    live: usize,
+}
+
+/// One predict request's answer: the prediction and the time spent in `predict`.
+pub(crate) struct Answer {
+    pub(crate) data: ArrayData,
+    /// Waiting for an idle worker.
+    pub(crate) queued_time: Duration,
+    pub(crate) predict_time: Duration,
+}
+
+impl WorkerPool {
+    /// Starts `size` workers with `python`, each loading the model described by `load`
+    /// (the bridge's `load_model` arguments); they load in parallel.
+    pub(crate) fn start(model: &str, python: PathBuf, load: Value, size: usize) -> Result<Self> {
+        let pool = Self {
+            model: model.to_owned(),
+            python,
+            load,
+            size,
+            state: Mutex::new(PoolState::default()),
+            returned: Condvar::new(),
+        };
+        let mut starting = Vec::with_capacity(size);
+        for _ in 0..size {
+            starting.push(pool.spawn()?);
+        }
+        let mut state = pool.lock();
+        for worker in starting {
+            state.idle.push(pool.await_load(worker)?);
+            state.live += 1;
+        }
+        drop(state);
+        Ok(pool)
+    }
+
+    /// How many workers the pool keeps.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Process ids of the live idle workers (for tests and diagnostics).
+    pub fn idle_pids(&self) -> Vec<u32> {
+        self.lock().idle.iter().map(|w| w.child.id()).collect()
+    }
+
+    /// Scores `frame` on an idle worker with the scorer configuration `config` (the
+    /// bridge's `Scorer` arguments). Waits for a worker when all are busy.
+    pub(crate) fn predict(
+        &self,
+        predict_fn: &str,
+        config: &str,
+        frame: &InputFrame,
+    ) -> Result<Answer> {
+        let (header, body) = self.encode(predict_fn, config, frame)?;
+        let waiting = Instant::now();
+        let mut worker = self.checkout()?;
+        let queued_time = waiting.elapsed();
+        match worker.exchange(&header, &body) {
+            Ok((header, body)) => {
+                self.checkin(worker);
+                self.decode(header, &body, queued_time)
+            }
+            Err(_) => {
+                let exit = worker.end();
+                let error = self.error(format!(
+                    "its worker process {} {exit} while scoring a batch of {} rows",
+                    worker.child.id(),
+                    frame.num_rows
+                ));
+                // Replace it now, so the pool is whole again for the next batch; if that
+                // fails, the next checkout tries again.
+                match self.spawn().and_then(|w| self.await_load(w)) {
+                    Ok(replacement) => self.checkin(replacement),
+                    Err(_) => {
+                        self.lock().live -= 1;
+                        self.returned.notify_one();
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn encode(
+        &self,
+        predict_fn: &str,
+        config: &str,
+        frame: &InputFrame,
+    ) -> Result<(Value, Vec<u8>)> {
+        let labels: Vec<Value> = frame
+            .labels
+            .iter()
+            .map(|label| match label {
+                Label::Name(n) => json!(n),
+                Label::Index(i) => json!(i),
+            })
+            .collect();
+        let present: Vec<bool> = frame.arrays.iter().map(Option::is_some).collect();
+        let arrays: Vec<ArrayRef> = frame.arrays.iter().flatten().cloned().collect();
+        let fields: Vec<Field> = arrays
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Field::new(i.to_string(), a.data_type().clone(), true))
+            .collect();
+        let options = RecordBatchOptions::new().with_row_count(Some(frame.num_rows));
+        let batch =
+            RecordBatch::try_new_with_options(Schema::new(fields).into(), arrays, &options)?;
+        let mut body = Vec::new();
+        let mut writer = StreamWriter::try_new(&mut body, &batch.schema())?;
+        writer.write(&batch)?;
+        writer.finish()?;
+        drop(writer);
+        let mode = match frame.mode {
+            FrameMode::Args => "args",
+            FrameMode::Struct => "struct",
+            FrameMode::StructLegacy => "struct_legacy",
+        };
+        let header = json!({
+            "op": "predict",
+            "predict_fn": predict_fn,
+            "config": config,
+            "labels": labels,
+            "present": present,
+            "mode": mode,
+        });
+        Ok((header, body))
+    }
+
+    fn decode(&self, header: Value, body: &[u8], queued_time: Duration) -> Result<Answer> {
+        if let Some(error) = python_error(&self.model, &header) {
+            return Err(error);
+        }
+        let mut reader = StreamReader::try_new(Cursor::new(body), None)?;
+        let batch = reader
+            .next()
+            .transpose()?
+            .ok_or_else(|| self.error("its worker answered without a prediction".into()))?;
+        let predict_ns = header["predict_ns"].as_u64().unwrap_or_default();
+        Ok(Answer {
+            data: batch.column(0).to_data(),
+            queued_time,
+            predict_time: Duration::from_nanos(predict_ns),
+        })
+    }
+
+    fn checkout(&self) -> Result<Worker> {
+        let mut state = self.lock();
+        loop {
+            if let Some(worker) = state.idle.pop() {
+                return Ok(worker);
+            }
+            if state.live < self.size {
+                state.live += 1;
+                drop(state);
+                let started = self.spawn().and_then(|w| self.await_load(w));
+                if started.is_err() {
+                    self.lock().live -= 1;
+                    self.returned.notify_one();
+                }
+                return started;
+            }
+            state = self
+                .returned
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    fn checkin(&self, worker: Worker) {
+        self.lock().idle.push(worker);
+        self.returned.notify_one();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn spawn(&self) -> Result<Worker> {
+        let mut child = Command::new(&self.python)
+            .arg("-c")
+            .arg(BOOTSTRAP)
+            .arg(WORKER_SOURCE)
+            .arg(std::process::id().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                self.error(format!(
+                    "cannot start a worker process with {}: {e}",
+                    self.python.display()
+                ))
+            })?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            unreachable!("stdin and stdout are piped");
+        };
+        let mut worker = Worker {
+            child,
+            requests: BufWriter::with_capacity(1 << 20, stdin),
+            answers: BufReader::with_capacity(1 << 20, stdout),
+        };
+        let mut load = self.load.clone();
+        load["op"] = json!("load");
+        if write_message(&mut worker.requests, &load, &[]).is_err() {
+            let exit = worker.end();
+            return Err(self.error(format!("its worker process {exit} before loading")));
+        }
+        Ok(worker)
+    }
+
+    fn await_load(&self, mut worker: Worker) -> Result<Worker> {
+        match read_message(&mut worker.answers) {
+            Ok((header, _)) => match python_error(&self.model, &header) {
+                None => Ok(worker),
+                Some(error) => Err(error),
+            },
+            Err(_) => {
+                let exit = worker.end();
+                Err(self.error(format!("its worker process {exit} while loading the model")))
+            }
+        }
+    }
+
+    fn error(&self, message: String) -> Error {
+        Error::Worker {
+            model: self.model.clone(),
+            message,
+        }
+    }
+}
+
+/// A model error reported by a worker, as the in-process path reports it.
+fn python_error(model: &str, header: &Value) -> Option<Error> {
+    if header["ok"].as_bool() == Some(true) {
+        return None;
+    }
+    let error = &header["error"];
+    let text = |key: &str| error[key].as_str().unwrap_or_default().to_owned();
+    Some(Error::Python {
+        model: model.to_owned(),
+        stage: text("stage"),
+        exception: text("exception"),
+        traceback: abridge_traceback(&text("traceback")),
+    })
+}
+
+/// A running worker and its pipes.
+#[derive(Debug)]
+struct Worker {
+    child: Child,
+    requests: BufWriter<ChildStdin>,
+    answers: BufReader<ChildStdout>,
+}
+
+impl Worker {
+    fn exchange(&mut self, header: &Value, body: &[u8]) -> std::io::Result<(Value, Vec<u8>)> {
+        write_message(&mut self.requests, header, body)?;
+        read_message(&mut self.answers)
+    }
+
+    /// Kills the process if it still runs and says how it ended.
+    fn end(&mut self) -> String {
+        let _ = self.child.kill();
+        match self.child.wait() {
+            Ok(status) => describe_exit(status),
+            Err(e) => format!("ended (cannot wait for it: {e})"),
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(9)) => {
+            "was killed (signal 9, SIGKILL, as the out-of-memory killer does)".into()
+        }
+        (None, Some(11)) => "crashed (signal 11, SIGSEGV)".into(),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        (None, None) => "ended".into(),
+    }
+}
+
+fn write_message(w: &mut impl Write, header: &Value, body: &[u8]) -> std::io::Result<()> {
+    let header = serde_json::to_vec(header)?;
+    w.write_all(&(header.len() as u32).to_le_bytes())?;
+    w.write_all(&header)?;
+    w.write_all(&(body.len() as u64).to_le_bytes())?;
+    w.write_all(body)?;
+    w.flush()
+}
+
+fn read_message(r: &mut impl Read) -> std::io::Result<(Value, Vec<u8>)> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let mut header = vec![0u8; u32::from_le_bytes(len) as usize];
+    r.read_exact(&mut header)?;
+    let mut len = [0u8; 8];
+    r.read_exact(&mut len)?;
+    let mut body = vec![0u8; u64::from_le_bytes(len) as usize];
+    r.read_exact(&mut body)?;
+    Ok((serde_json::from_slice(&header)?, body))
+}
