@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::datatypes::Schema;
+use arrow::array::{RecordBatch, RecordBatchOptions};
+use arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::DataFusionError;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::Result;
@@ -30,9 +32,11 @@ use datafusion::physical_plan::metrics::{
 };
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use datafusion::physical_plan::statistics::{ChildStats, StatisticsArgs, StatisticsContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, Statistics,
 };
+use futures::StreamExt;
 
 use crate::scalar::PyModelUdf;
 
@@ -144,6 +148,22 @@ impl PhysicalOptimizerRule for ModelMetricsRule {
     }
 }
 
+/// Evaluates a projection's expressions on one batch.
+fn project(
+    batch: &RecordBatch,
+    exprs: &[Arc<dyn PhysicalExpr>],
+    schema: SchemaRef,
+) -> Result<RecordBatch> {
+    let columns = exprs
+        .iter()
+        .map(|e| e.evaluate(batch)?.into_array(batch.num_rows()))
+        .collect::<Result<Vec<_>>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        schema, columns, &options,
+    )?)
+}
+
 /// Replaces each model call in `expr` by one that counts into metrics of `set`
 /// (one set of counters per model).
 fn instrument(
@@ -176,8 +196,11 @@ fn instrument(
         .map(|t| t.data)
 }
 
-/// A pass-through node above a projection or filter that calls models: it owns the
-/// metrics of those calls, so `EXPLAIN ANALYZE` shows them.
+/// A node above a projection or filter that calls models: it owns the metrics of those
+/// calls, so `EXPLAIN ANALYZE` shows them. Above a projection it also evaluates it, with
+/// several batches in flight (on blocking threads) and results in input order: while a
+/// batch is being scored, the next ones are read and sent to other workers, so one
+/// partition (a single file) keeps every worker busy.
 #[derive(Debug, Clone)]
 pub struct ModelCallsExec {
     input: Arc<dyn ExecutionPlan>,
@@ -271,7 +294,29 @@ impl ExecutionPlan for ModelCallsExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        self.input.execute(partition, context)
+        let Some(projection) = self.input.downcast_ref::<ProjectionExec>() else {
+            return self.input.execute(partition, context);
+        };
+        let exprs: Arc<[Arc<dyn PhysicalExpr>]> = projection
+            .expr()
+            .iter()
+            .map(|e| Arc::clone(&e.expr))
+            .collect();
+        let schema = projection.schema();
+        let in_flight = std::thread::available_parallelism().map_or(2, usize::from) + 1;
+        let batches = projection
+            .input()
+            .execute(partition, context)?
+            .map(move |batch| {
+                let (exprs, schema) = (Arc::clone(&exprs), Arc::clone(&schema));
+                tokio::task::spawn_blocking(move || project(&batch?, &exprs, schema))
+            })
+            .buffered(in_flight)
+            .map(|joined| joined.map_err(|e| DataFusionError::External(Box::new(e)))?);
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            projection.schema(),
+            batches,
+        )))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {

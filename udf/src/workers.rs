@@ -227,7 +227,13 @@ impl WorkerPool {
     }
 
     fn spawn(&self) -> Result<Worker> {
-        let mut child = Command::new(&self.python)
+        let mut command = Command::new(&self.python);
+        if std::env::var_os("OMP_NUM_THREADS").is_none() {
+            // One worker per core already: native thread pools (OpenMP in scikit-learn's
+            // trees, BLAS) get one thread each, as PySpark does for its Python workers.
+            command.env("OMP_NUM_THREADS", "1");
+        }
+        let mut child = command
             .arg("-c")
             .arg(BOOTSTRAP)
             .arg(WORKER_SOURCE)

@@ -1,0 +1,155 @@
+"""The Python-side paths of the benchmark, one per process so each is measured alone
+(`bench.py` runs them and samples their memory). Each prints one JSON line: the seconds
+it took (`e2e` with model loading, `steady` without, `repeat` for a second Spark job) and
+the checksum of what it computed.
+
+    python benches/paths.py PATH --data D --model DIR --columns a,b --result-type T [...]
+
+PATH: raw | datafusion | spark_udf | shim
+"""
+import argparse
+import json
+import os
+import time
+import warnings
+
+warnings.filterwarnings("ignore")
+RAW_ROWS = 1_000_000
+CHUNK = 65_536
+
+
+def checksum(values):
+    """What each path reports of its predictions: the sum of the numeric ones (the first
+    struct field) and the number of non-null strings, comparable across paths."""
+    return {k: (round(float(v), 3) if isinstance(v, float) else v) for k, v in values.items()}
+
+
+def raw(args):
+    """`model.predict` on pandas chunks already in memory: what one core can do."""
+    import mlflow
+    import pyarrow.parquet as pq
+
+    started = time.perf_counter()
+    model = mlflow.pyfunc.load_model(args.model)
+    loaded = time.perf_counter() - started
+    table = pq.ParquetFile(args.data).read(columns=args.columns)
+    rows = min(RAW_ROWS, table.num_rows)
+    chunks = [table.slice(i, min(CHUNK, rows - i)).to_pandas() for i in range(0, rows, CHUNK)]
+    started = time.perf_counter()
+    for chunk in chunks:
+        model.predict(chunk)
+    steady = time.perf_counter() - started
+    return {"rows": rows, "steady": steady, "e2e": steady + loaded}
+
+
+def datafusion_py(args):
+    """The datafusion Python package, the model in a Python scalar UDF."""
+    import datafusion
+    import mlflow
+    import pandas as pd
+    import pyarrow as pa
+
+    started = time.perf_counter()
+    model = mlflow.pyfunc.load_model(args.model)
+    struct = "," in args.result_type
+    if struct:
+        out_type = pa.struct([("score", pa.float64()), ("label", pa.string())])
+    else:
+        out_type = {"double": pa.float64(), "long": pa.int64()}[args.result_type]
+
+    def score(*arrays):
+        frame = pd.DataFrame({c: a.to_pandas() for c, a in zip(args.columns, arrays)})
+        result = model.predict(frame)
+        if struct:
+            return pa.StructArray.from_arrays(
+                [pa.array(result["score"]), pa.array(result["label"])], ["score", "label"])
+        return pa.array(result, type=out_type)
+
+    ctx = datafusion.SessionContext()
+    ctx.register_parquet("t", args.data)
+    schema = ctx.table("t").schema()
+    in_types = [schema.field(c).type for c in args.columns]
+    ctx.register_udf(datafusion.udf(score, in_types, out_type, "stable", name="m"))
+    loaded = time.perf_counter()
+    batches = ctx.sql(args.sql).collect()
+    ended = time.perf_counter()
+    values = batches[0].to_pylist()[0]
+    return {"e2e": ended - started, "steady": ended - loaded, "checksum": checksum(values)}
+
+
+def spark_session(cores):
+    import sys
+
+    from pyspark.sql import SparkSession
+
+    os.environ["PYSPARK_PYTHON"] = sys.executable  # Spark's Python workers: this venv
+
+    return (
+        SparkSession.builder.master(f"local[{cores}]")
+        .config("spark.driver.memory", "4g")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
+
+
+def spark_job(spark, make_udf, args):
+    """Two runs of the same job: the first pays for model loading in the workers."""
+    from pyspark.sql import functions as F
+
+    def job(udf):
+        # A new DataFrame each time: re-running one would reuse its shuffle output.
+        p = udf(*[F.col(c) for c in args.columns]).alias("p")
+        if "," in args.result_type:
+            aggs = [F.sum("p.score").alias("s"), F.count("p.label").alias("n")]
+        else:
+            aggs = [F.sum("p").alias("s")]
+        return spark.read.parquet(args.data).select(p).agg(*aggs).collect()[0].asDict()
+
+    started = time.perf_counter()
+    udf = make_udf()
+    first = job(udf)
+    e2e = time.perf_counter() - started
+    started = time.perf_counter()
+    job(udf)
+    repeat = time.perf_counter() - started
+    return {"e2e": e2e, "repeat": repeat, "checksum": checksum(first)}
+
+
+def spark_udf(args):
+    import mlflow
+
+    spark = spark_session(args.cores)
+    return spark_job(
+        spark,
+        lambda: mlflow.pyfunc.spark_udf(spark, args.model, result_type=args.result_type),
+        args,
+    )
+
+
+def shim(args):
+    import mlfusion
+
+    spark = spark_session(args.cores)
+    return spark_job(
+        spark,
+        lambda: mlfusion.spark_udf(spark, "m", result_type=args.result_type,
+                                   server=f"grpc://127.0.0.1:{args.port}"),
+        args,
+    )
+
+
+PATHS = {"raw": raw, "datafusion": datafusion_py, "spark_udf": spark_udf, "shim": shim}
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("path", choices=PATHS)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--columns", required=True, type=lambda s: s.split(","))
+    parser.add_argument("--result-type", required=True)
+    parser.add_argument("--sql", default="")
+    parser.add_argument("--cores", type=int, default=os.cpu_count())
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    print(json.dumps(PATHS[args.path](args)), flush=True)
