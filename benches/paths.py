@@ -21,7 +21,7 @@ CHUNK = 65_536
 def checksum(values):
     """What each path reports of its predictions: the sum of the numeric ones (the first
     struct field) and the number of non-null strings, comparable across paths."""
-    return {k: (round(float(v), 3) if isinstance(v, float) else v) for k, v in values.items()}
+    return {k: (float(v) if isinstance(v, float) else v) for k, v in values.items()}
 
 
 def raw(args):
