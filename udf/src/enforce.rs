@@ -46,6 +46,17 @@ pub enum FrameMode {
     StructLegacy,
 }
 
+impl FrameMode {
+    /// The name `bridge.build_frame` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Args => "args",
+            Self::Struct => "struct",
+            Self::StructLegacy => "struct_legacy",
+        }
+    }
+}
+
 /// The model input for one batch: labelled Arrow columns (`None` = an absent optional
 /// signature column, which pandas fills with NaN objects).
 #[derive(Debug, Clone)]

@@ -54,8 +54,6 @@ pub enum Error {
     ParamsNotObject { model: String, found: String },
     #[error("model '{model}': {message}")]
     Call { model: String, message: String },
-    #[error("model '{model}': {message}")]
-    Worker { model: String, message: String },
     #[error("model '{model}': failed to enforce the input schema: {message}")]
     InputSchema { model: String, message: String },
     #[error("model '{model}': {stage} raised {exception}\n{traceback}")]

@@ -14,7 +14,7 @@ use pyo3::types::{PyList, PyTracebackMethods};
 use serde_json::{Value, json};
 
 use crate::call_metrics::ModelMetrics;
-use crate::enforce::{FrameMode, InputFrame, Label};
+use crate::enforce::{InputFrame, Label};
 use crate::error::{Error, Result};
 use crate::mlmodel::MlModel;
 use crate::params::validate_params;
@@ -305,14 +305,9 @@ impl Scorer {
                 }
                 .map_err(to_py)?;
             }
-            let mode = match frame.mode {
-                FrameMode::Args => "args",
-                FrameMode::Struct => "struct",
-                FrameMode::StructLegacy => "struct_legacy",
-            };
             let (out, predict_ns): (Bound<'_, PyAny>, u64) = scorer
                 .bind(py)
-                .call_method1("predict", (labels, arrays, mode))
+                .call_method1("predict", (labels, arrays, frame.mode.as_str()))
                 .and_then(|r| r.extract())
                 .map_err(to_py)?;
             let data = ArrayData::from_pyarrow_bound(&out).map_err(to_py)?;

@@ -20,7 +20,7 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use serde_json::{Value, json};
 
-use crate::enforce::{FrameMode, InputFrame, Label};
+use crate::enforce::{InputFrame, Label};
 use crate::error::{Error, Result};
 use crate::model::abridge_traceback;
 
@@ -36,6 +36,7 @@ const BOOTSTRAP: &str = "import sys; exec(compile(sys.argv.pop(1), '_mlfusion_br
 pub struct WorkerPool {
     model: String,
     python: PathBuf,
+    /// The load message each new worker gets (the bridge's `load_model` arguments).
     load: Value,
     size: usize,
     state: Mutex<PoolState>,
@@ -60,7 +61,13 @@ pub(crate) struct Answer {
 impl WorkerPool {
     /// Starts `size` workers with `python`, each loading the model described by `load`
     /// (the bridge's `load_model` arguments); they load in parallel.
-    pub(crate) fn start(model: &str, python: PathBuf, load: Value, size: usize) -> Result<Self> {
+    pub(crate) fn start(
+        model: &str,
+        python: PathBuf,
+        mut load: Value,
+        size: usize,
+    ) -> Result<Self> {
+        load["op"] = json!("load");
         let pool = Self {
             model: model.to_owned(),
             python,
@@ -80,11 +87,6 @@ impl WorkerPool {
         }
         drop(state);
         Ok(pool)
-    }
-
-    /// How many workers the pool keeps.
-    pub fn size(&self) -> usize {
-        self.size
     }
 
     /// Process ids of the live idle workers (for tests and diagnostics).
@@ -118,12 +120,8 @@ impl WorkerPool {
                 ));
                 // Replace it now, so the pool is whole again for the next batch; if that
                 // fails, the next checkout tries again.
-                match self.spawn().and_then(|w| self.await_load(w)) {
-                    Ok(replacement) => self.checkin(replacement),
-                    Err(_) => {
-                        self.lock().live -= 1;
-                        self.returned.notify_one();
-                    }
+                if let Ok(replacement) = self.start_in_slot() {
+                    self.checkin(replacement);
                 }
                 Err(error)
             }
@@ -159,18 +157,13 @@ impl WorkerPool {
         writer.write(&batch)?;
         writer.finish()?;
         drop(writer);
-        let mode = match frame.mode {
-            FrameMode::Args => "args",
-            FrameMode::Struct => "struct",
-            FrameMode::StructLegacy => "struct_legacy",
-        };
         let header = json!({
             "op": "predict",
             "predict_fn": predict_fn,
             "config": config,
             "labels": labels,
             "present": present,
-            "mode": mode,
+            "mode": frame.mode.as_str(),
         });
         Ok((header, body))
     }
@@ -201,18 +194,24 @@ impl WorkerPool {
             if state.live < self.size {
                 state.live += 1;
                 drop(state);
-                let started = self.spawn().and_then(|w| self.await_load(w));
-                if started.is_err() {
-                    self.lock().live -= 1;
-                    self.returned.notify_one();
-                }
-                return started;
+                return self.start_in_slot();
             }
             state = self
                 .returned
                 .wait(state)
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
         }
+    }
+
+    /// Starts a worker in a slot already counted in `live`; gives the slot back if the
+    /// worker cannot start.
+    fn start_in_slot(&self) -> Result<Worker> {
+        let started = self.spawn().and_then(|w| self.await_load(w));
+        if started.is_err() {
+            self.lock().live -= 1;
+            self.returned.notify_one();
+        }
+        started
     }
 
     fn checkin(&self, worker: Worker) {
@@ -256,9 +255,7 @@ impl WorkerPool {
             requests: BufWriter::with_capacity(1 << 20, stdin),
             answers: BufReader::with_capacity(1 << 20, stdout),
         };
-        let mut load = self.load.clone();
-        load["op"] = json!("load");
-        if write_message(&mut worker.requests, &load, &[]).is_err() {
+        if write_message(&mut worker.requests, &self.load, &[]).is_err() {
             let exit = worker.end();
             return Err(self.error(format!("its worker process {exit} before loading")));
         }
@@ -279,7 +276,7 @@ impl WorkerPool {
     }
 
     fn error(&self, message: String) -> Error {
-        Error::Worker {
+        Error::Call {
             model: self.model.clone(),
             message,
         }
