@@ -9,6 +9,11 @@
 //! column lists lie in between, so `SELECT m(x) AS p FROM t WHERE m(x) > 0.5` or
 //! `SELECT m(x)['a'], m(x)['b']` score every row once. Calls then run only in
 //! projections, which [`crate::call_metrics::ModelMetricsRule`] instruments.
+//!
+//! A filter above such a projection runs below it when it reads only columns the
+//! projection passes through, so the model scores only the rows that pass: DataFusion's
+//! `push_down_leaf_projections` moves a projection computing a call's struct field
+//! (`sum(m(x)['a']) ... WHERE id < 10`) below the filter.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -16,7 +21,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, Result};
-use datafusion::logical_expr::{Expr, LogicalPlan, Projection};
+use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
+use datafusion::logical_expr::{Expr, Filter, LogicalPlan, Projection};
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
 use crate::scalar::PyModelUdf;
@@ -42,7 +48,10 @@ impl OptimizerRule for ModelCallsOnce {
     ) -> Result<Transformed<LogicalPlan>> {
         // Calls already computed as a column, by the column's name.
         let mut computed: Vec<(Expr, String)> = Vec::new();
-        plan.transform_up_with_subqueries(|node| place_calls(node, &mut computed))
+        plan.transform_down_with_subqueries(filter_before_calls)?
+            .transform_data(|plan| {
+                plan.transform_up_with_subqueries(|node| place_calls(node, &mut computed))
+            })
     }
 }
 
@@ -68,6 +77,62 @@ fn model_calls(exprs: &[Expr]) -> Result<Vec<(Expr, usize)>> {
         })?;
     }
     Ok(calls)
+}
+
+/// A filter above a projection with model calls, with the conjuncts that read only columns
+/// the projection passes through moved below it.
+fn filter_before_calls(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let LogicalPlan::Filter(filter) = &node else {
+        return Ok(Transformed::no(node));
+    };
+    let LogicalPlan::Projection(projection) = filter.input.as_ref() else {
+        return Ok(Transformed::no(node));
+    };
+    if model_calls(&projection.expr)?.is_empty() {
+        return Ok(Transformed::no(node));
+    }
+    // The projection's output columns that are input columns, renamed or not.
+    let passed: Vec<(Column, Expr)> = projection
+        .schema
+        .columns()
+        .into_iter()
+        .zip(&projection.expr)
+        .filter_map(|(output, expr)| match expr.clone().unalias() {
+            input @ Expr::Column(_) => Some((output, input)),
+            _ => None,
+        })
+        .collect();
+    let (below, above): (Vec<Expr>, Vec<Expr>) = split_conjunction_owned(filter.predicate.clone())
+        .into_iter()
+        .partition(|conjunct| {
+            !conjunct.is_volatile()
+                && conjunct
+                    .column_refs()
+                    .iter()
+                    .all(|c| passed.iter().any(|(output, _)| output == *c))
+        });
+    let Some(below) = conjunction(below) else {
+        return Ok(Transformed::no(node));
+    };
+    let below = below
+        .transform(|e| match &e {
+            Expr::Column(c) => match passed.iter().find(|(output, _)| output == c) {
+                Some((_, input)) => Ok(Transformed::yes(input.clone())),
+                None => Ok(Transformed::no(e)),
+            },
+            _ => Ok(Transformed::no(e)),
+        })?
+        .data;
+    let filtered = Filter::try_new(below, Arc::clone(&projection.input))?;
+    let projection = LogicalPlan::Projection(Projection::try_new_with_schema(
+        projection.expr.clone(),
+        Arc::new(LogicalPlan::Filter(filtered)),
+        Arc::clone(&projection.schema),
+    )?);
+    Ok(Transformed::yes(match conjunction(above) {
+        Some(above) => LogicalPlan::Filter(Filter::try_new(above, Arc::new(projection))?),
+        None => projection,
+    }))
 }
 
 fn place_calls(
