@@ -4,6 +4,7 @@
 # (``workers.rs``): one model per process, requests on stdin, answers on the original
 # stdout. Each message is a little-endian u32 header length, a JSON header, a u64 body
 # length and a body (an Arrow IPC stream of one record batch, or nothing).
+import fcntl
 import os
 import struct
 import threading
@@ -48,9 +49,21 @@ def _exit_with_parent(parent):
     os._exit(0)
 
 
+def _widen_pipe(fd):
+    """A batch is megabytes: a pipe of the largest size an unprivileged process may set
+    moves it in a few wakeups instead of one per 64 KiB (the default)."""
+    try:
+        with open("/proc/sys/fs/pipe-max-size") as f:
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, int(f.read()))
+    except (OSError, ValueError, AttributeError):
+        pass  # not Linux, or a limit lowered by the administrator: keep the default
+
+
 def _serve(parent):
     requests = sys.stdin.buffer
     answers = os.fdopen(os.dup(1), "wb")
+    _widen_pipe(0)
+    _widen_pipe(answers.fileno())
     os.dup2(2, 1)  # what the model prints must not corrupt the answers
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     model = None
