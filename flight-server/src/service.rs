@@ -26,6 +26,7 @@ use mlfusion_udf::Scorer;
 use mlfusion_udf::enforce::build_input;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -42,7 +43,9 @@ pub struct Access {
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
 }
 
-/// Serves `models` on `listener` until `shutdown` resolves.
+/// Serves `models` on `listener` until `shutdown` resolves. Messages of any size are
+/// accepted, as Arrow's own Flight servers do (gRPC's default limit is 4 MiB: a
+/// 65,536-row batch of eight float columns).
 pub async fn serve(
     models: ServedModels,
     listener: TcpListener,
@@ -50,9 +53,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let token = access.token.clone();
-    let service = FlightServiceServer::new(ModelFlightService::new(models, access.token));
+    let service = FlightServiceServer::new(ModelFlightService::new(models, access.token))
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX);
     let check = move |request: Request<()>| authorize(token.as_deref(), request);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Answers are small and come one per request: without TCP_NODELAY, Nagle's algorithm
+    // holds each one back until the client's delayed ACK (~20 ms a batch on loopback).
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut builder = Server::builder();
     if let Some((cert, key)) = access.tls {
         builder =
@@ -367,8 +374,11 @@ impl FlightService for ModelFlightService {
                     .map_err(|status| FlightError::Tonic(Box::new(status)))
                 }
             });
+        // One answer message per input batch, however large (the encoder would otherwise
+        // split answers over 2 MiB, and clients pair answers with requests).
         let output = FlightDataEncoderBuilder::new()
             .with_schema(schema)
+            .with_max_flight_data_size(usize::MAX)
             .build(predictions)
             .map_err(Status::from);
         Ok(Response::new(output.boxed()))

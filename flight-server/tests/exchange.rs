@@ -102,7 +102,8 @@ fn batches(sizes: &[usize], negative_at: Option<usize>) -> Vec<RecordBatch> {
         .collect()
 }
 
-/// Streams `input` through `DoExchange` with `command`; returns the result batches.
+/// Streams `input` through `DoExchange` with `command`, one message per batch (as
+/// pyarrow sends them); returns the result batches.
 async fn exchange(
     client: &mut FlightClient,
     command: &str,
@@ -110,6 +111,7 @@ async fn exchange(
 ) -> Result<Vec<RecordBatch>, FlightError> {
     let data = FlightDataEncoderBuilder::new()
         .with_flight_descriptor(Some(FlightDescriptor::new_cmd(command.to_owned())))
+        .with_max_flight_data_size(usize::MAX)
         .build(futures::stream::iter(input.into_iter().map(Ok)));
     client.do_exchange(data).await?.try_collect().await
 }
@@ -125,7 +127,9 @@ fn status(err: FlightError) -> tonic::Status {
 async fn every_input_batch_gets_one_result_batch_of_its_rows_in_order() {
     let addr = start_server().await;
     let mut client = client(&addr, Some(TOKEN)).await;
-    let sizes = [3, 1000, 1, 4096];
+    // 300,000 rows: a 4.8 MB request (over gRPC's default 4 MiB limit) and a 2.4 MB
+    // answer (over the 2 MiB at which arrow-flight's encoder splits batches).
+    let sizes = [3, 1000, 1, 4096, 300_000];
     let out = exchange(&mut client, r#"{"model": "adder"}"#, batches(&sizes, None))
         .await
         .expect("exchange");

@@ -150,6 +150,17 @@ def test_a_failing_model_does_not_disturb_a_concurrent_stream(test_models, spark
         df.select(raiser("a")).collect()
 
 
+def test_large_batches_get_one_answer_each(test_models):
+    """Batches over gRPC's default 4 MiB message limit, with answers over the 2 MiB at
+    which Flight encoders split batches: still one answer of the batch's rows each."""
+    sizes = [600_000, 1, 300_000]
+    bounds = np.cumsum([0] + sizes)
+    batches = [next(adder_batches(lo, hi, hi - lo)) for lo, hi in zip(bounds, bounds[1:])]
+    out = score(test_models.location, "adder", batches)
+    assert [len(a) for a in out] == sizes
+    assert np.array_equal(pa.concat_arrays(out).to_numpy(), np.arange(bounds[-1], dtype=np.float64))
+
+
 def test_32_concurrent_streams_lose_duplicate_and_reorder_nothing(start_server, capsys):
     server = start_server(f"--model=adder={MODELS / 'adder'}")
     total, streams, batch = 1_000_000, 32, 4096
