@@ -53,12 +53,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let token = access.token.clone();
+    // Sending is unlimited already; receiving is limited to 4 MiB unless raised.
     let service = FlightServiceServer::new(ModelFlightService::new(models, access.token))
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX);
+        .max_decoding_message_size(usize::MAX);
     let check = move |request: Request<()>| authorize(token.as_deref(), request);
-    // Answers are small and come one per request: without TCP_NODELAY, Nagle's algorithm
-    // holds each one back until the client's delayed ACK (~20 ms a batch on loopback).
+    // An answer's last segment is often small: without TCP_NODELAY, Nagle's algorithm
+    // holds it back until the client's delayed ACK (~20 ms a batch on loopback).
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut builder = Server::builder();
     if let Some((cert, key)) = access.tls {
