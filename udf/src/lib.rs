@@ -7,6 +7,7 @@
 //! - [`result_type`]: Spark DDL result types, validation, defaults from the output schema.
 //! - [`enforce`]: naming and enforcing the model input on Arrow, before Python sees it.
 //! - [`params`]: inference params against the params schema.
+//! - [`limits`]: how much nesting and how many bindings user and network input may ask for.
 //! - [`runtime`]: the embedded CPython (pyo3), pointed at a venv.
 //! - [`store`]: model URIs (paths, `runs:/`, `models:/`, ...) and the download cache.
 //! - [`model`]: loading a model once and scoring Arrow batches through it;
@@ -38,6 +39,7 @@ pub mod call_metrics;
 pub mod call_placement;
 pub mod enforce;
 pub mod error;
+pub mod limits;
 pub mod mlmodel;
 pub mod model;
 pub mod model_batches;
@@ -59,4 +61,4 @@ pub use result_type::{ResultType, SparkType};
 pub use runtime::start_python;
 pub use scalar::{ModelCallRewrites, PyModelUdf};
 pub use store::{ModelStore, ResolvedUri};
-pub use workers::WorkerPool;
+pub use workers::{WorkerLimits, WorkerPool};

@@ -6,6 +6,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::params::check_defaults;
 use crate::signature::{ModelSignature, ParamSpec, Schema};
 
 /// Name of the manifest inside a model directory.
@@ -116,7 +117,36 @@ impl MlModel {
             path: path.clone(),
             source,
         })?;
-        Self::parse(&text, dir)
+        let model = Self::parse(&text, dir)?;
+        model.check_links_stay_inside(&path)?;
+        Ok(model)
+    }
+
+    /// `code` and `data` may be symlinks: what they point at must be inside the model
+    /// directory too (the text check of [`MlModel::parse`] cannot see links).
+    fn check_links_stay_inside(&self, path: &Path) -> Result<()> {
+        let Ok(root) = self.dir.canonicalize() else {
+            return Ok(()); // nothing to load from anyway: loading reports it
+        };
+        let fields = [
+            ("code", &self.pyfunc.code, self.code_dir()),
+            ("data", &self.pyfunc.data, Some(self.data_path())),
+        ];
+        for (field, value, target) in fields {
+            let (Some(value), Some(target)) = (value, target) else {
+                continue;
+            };
+            if let Ok(real) = target.canonicalize()
+                && !real.starts_with(&root)
+            {
+                return Err(Error::PathEscapes {
+                    path: path.to_owned(),
+                    field,
+                    value: format!("{value} -> {}", real.display()),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Parses manifest text; `dir` is the model directory it belongs to.
@@ -174,12 +204,14 @@ impl MlModel {
                     .as_deref()
                     .filter(|t| !t.trim().is_empty() && t.trim() != "null")
                     .map(|t| {
-                        ParamSpec::list_from_json(t).map_err(|message| Error::MalformedSignature {
-                            path: path.clone(),
-                            field: "signature.params".into(),
-                            what: "params schema",
-                            message,
-                        })
+                        ParamSpec::list_from_json(t)
+                            .and_then(|specs| check_defaults(&specs).map(|()| specs))
+                            .map_err(|message| Error::MalformedSignature {
+                                path: path.clone(),
+                                field: "signature.params".into(),
+                                what: "params schema",
+                                message,
+                            })
                     })
                     .transpose()?;
                 ModelSignature {
@@ -337,6 +369,81 @@ signature:
         let ok = "flavors:\n  python_function:\n    loader_module: m\n    code: code/../code\n    data: data/x\n";
         let m = parse(ok).expect("stays inside");
         assert_eq!(m.data_path(), PathBuf::from("/models/m/data/x"));
+    }
+
+    #[test]
+    fn code_and_data_links_pointing_outside_are_rejected() {
+        let outside = tempfile::tempdir().expect("tempdir");
+        let model = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(model.path().join("inside")).expect("mkdir");
+        std::os::unix::fs::symlink(outside.path(), model.path().join("code")).expect("link");
+        std::os::unix::fs::symlink("inside", model.path().join("data")).expect("link");
+        let manifest = |field: &str| {
+            format!("flavors:\n  python_function:\n    loader_module: m\n    {field}\n")
+        };
+        let write = |text: String| std::fs::write(model.path().join("MLmodel"), text);
+        write(manifest("code: code")).expect("write");
+        let err = MlModel::from_path(model.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("field 'code'") && err.contains("escapes"),
+            "{err}"
+        );
+        // A link that stays inside the model directory is fine.
+        write(manifest("data: data")).expect("write");
+        assert!(MlModel::from_path(model.path()).is_ok());
+    }
+
+    #[test]
+    fn params_defaults_of_the_wrong_type_are_malformed() {
+        let text = r#"
+flavors:
+  python_function:
+    loader_module: m
+signature:
+  params: '[{"name": "k", "type": "long", "default": "abc", "shape": null}]'
+"#;
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains("the default of param 'k'"), "{err}");
+    }
+
+    proptest::proptest! {
+        /// Mutated manifests never panic: they parse or fail with a normal error.
+        #[test]
+        fn mutated_manifests_parse_or_fail_cleanly(
+            at in 0usize..4096,
+            with in proptest::char::any(),
+            cut in proptest::bool::ANY,
+        ) {
+            let mut text: Vec<char> = SKLEARN.chars().collect();
+            let at = at % text.len();
+            if cut {
+                text.truncate(at);
+            } else {
+                text[at] = with;
+            }
+            let text: String = text.into_iter().collect();
+            if let Ok(m) = parse(&text) {
+                let _ = (m.code_dir(), m.data_path(), m.signature.inputs.map(|s| s.to_string()));
+            }
+        }
+
+        /// Random signature JSON never panics, however deep.
+        #[test]
+        fn random_signature_json_parses_or_fails_cleanly(
+            depth in 0usize..400,
+            kind in proptest::sample::select(vec!["array", "object", "map"]),
+        ) {
+            let mut ty = r#"{"type": "double"}"#.to_owned();
+            for _ in 0..depth {
+                ty = match kind {
+                    "array" => format!(r#"{{"type": "array", "items": {ty}}}"#),
+                    "map" => format!(r#"{{"type": "map", "values": {ty}}}"#),
+                    _ => format!(r#"{{"type": "object", "properties": {{"p": {ty}}}}}"#),
+                };
+            }
+            let json = format!(r#"[{{"name": "x", "required": true, "type": {}}}]"#, &ty[9..ty.len() - 1]);
+            let _ = Schema::from_json(&json).map(|s| s.to_string());
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::result_type::{ResultType, SparkType};
 use crate::runtime::{bridge, start_python};
 use crate::signature::{MlflowType, Schema};
 use crate::store::ResolvedUri;
-use crate::workers::WorkerPool;
+use crate::workers::{WorkerLimits, WorkerPool};
 
 /// How many traceback lines an error keeps.
 const TRACEBACK_LINES: usize = 12;
@@ -41,7 +41,7 @@ pub struct PyModel {
 #[derive(Debug)]
 enum Runtime {
     InProcess(Py<PyAny>),
-    Workers(WorkerPool),
+    Workers(Box<WorkerPool>),
 }
 
 impl PyModel {
@@ -56,6 +56,17 @@ impl PyModel {
     /// by that many Python worker processes of the venv, which then score its batches:
     /// models that hold the GIL use as many cores as there are workers.
     pub fn load_with_workers(name: &str, dir: impl AsRef<Path>, workers: usize) -> Result<Self> {
+        Self::load_in_workers(name, dir, workers, WorkerLimits::default())
+    }
+
+    /// Like [`PyModel::load_with_workers`], with limits on each worker (timeouts,
+    /// recycling; see [`WorkerLimits`]).
+    pub fn load_in_workers(
+        name: &str,
+        dir: impl AsRef<Path>,
+        workers: usize,
+        limits: WorkerLimits,
+    ) -> Result<Self> {
         let mlmodel = MlModel::from_path(dir.as_ref())?;
         let venv = start_python(None)?;
         let code_dir = mlmodel.code_dir().map(|p| p.display().to_string());
@@ -69,7 +80,9 @@ impl PyModel {
                 "model_config": model_config,
             });
             let python = venv.join("bin").join("python");
-            Runtime::Workers(WorkerPool::start(name, python, load, workers)?)
+            Runtime::Workers(Box::new(WorkerPool::start(
+                name, python, load, workers, limits,
+            )?))
         } else {
             Runtime::InProcess(Python::attach(|py| -> Result<Py<PyAny>> {
                 let loaded = bridge(py)?.getattr("load_model").and_then(|f| {
@@ -97,7 +110,7 @@ impl PyModel {
     /// The worker processes scoring this model, if it runs in workers.
     pub fn workers(&self) -> Option<&WorkerPool> {
         match &self.runtime {
-            Runtime::Workers(pool) => Some(pool),
+            Runtime::Workers(pool) => Some(pool.as_ref()),
             Runtime::InProcess(_) => None,
         }
     }
@@ -223,6 +236,11 @@ impl Scorer {
     /// The Spark result type.
     pub fn result_type(&self) -> &SparkType {
         &self.result_type.spark
+    }
+
+    /// The result type as resolved: the Spark type and whether it was inferred.
+    pub fn resolved_result_type(&self) -> &ResultType {
+        &self.result_type
     }
 
     /// The Arrow type of every prediction array.

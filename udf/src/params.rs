@@ -23,7 +23,7 @@ pub fn validate_params(
         Some(other) => {
             return Err(Error::ParamsNotObject {
                 model: model.to_owned(),
-                found: other.to_string(),
+                found: crate::limits::abbreviate(&other.to_string(), 200),
             });
         }
     };
@@ -51,6 +51,21 @@ pub fn validate_params(
     Ok(Some(Value::Object(out)))
 }
 
+/// Checks that each param's default has its declared type and shape, as MLflow's
+/// `ParamSpec` does when a params schema is read.
+pub fn check_defaults(schema: &[ParamSpec]) -> Result<(), String> {
+    for spec in schema {
+        validate_param(&spec.default, spec).map_err(|reason| {
+            format!(
+                "the default of param '{}' does not fit its type {}: {reason}",
+                spec.name,
+                spec.ty.name()
+            )
+        })?;
+    }
+    Ok(())
+}
+
 fn validate_param(value: &Value, spec: &ParamSpec) -> Result<Value, String> {
     match spec.shape.as_deref() {
         None => scalar(value, spec.ty),
@@ -61,8 +76,9 @@ fn validate_param(value: &Value, spec: &ParamSpec) -> Result<Value, String> {
                 .collect::<Result<Vec<_>, _>>()
                 .map(Value::Array),
             other => Err(format!(
-                "value must be a 1D array with shape (-1,) for param '{}', received {other}",
-                spec.name
+                "value must be a 1D array with shape (-1,) for param '{}', received {}",
+                spec.name,
+                crate::limits::abbreviate(&other.to_string(), 200)
             )),
         },
         Some(shape) => Err(format!("unsupported param shape {shape:?}")),
@@ -71,18 +87,21 @@ fn validate_param(value: &Value, spec: &ParamSpec) -> Result<Value, String> {
 
 /// One scalar: the exact declared type, or a widening int -> long/float/double, float -> double.
 fn scalar(value: &Value, ty: MlflowType) -> Result<Value, String> {
+    let shown = || crate::limits::abbreviate(&value.to_string(), 200);
     let mismatch = || {
         format!(
-            "can not safely convert {} to {} for value {value}",
+            "can not safely convert {} to {} for value {}",
             json_kind(value),
-            ty.name()
+            ty.name(),
+            shown()
         )
     };
     match (ty, value) {
         (_, Value::Null) => Ok(Value::Null),
         (_, Value::Array(_) | Value::Object(_)) => Err(format!(
-            "value must be a scalar for type {}, got {value}",
-            ty.name()
+            "value must be a scalar for type {}, got {}",
+            ty.name(),
+            shown()
         )),
         (MlflowType::Boolean, Value::Bool(_)) => Ok(value.clone()),
         (MlflowType::String, Value::String(_)) => Ok(value.clone()),
@@ -177,6 +196,21 @@ mod tests {
             validate_params("m", Some(&json!({"scale": 2.0})), None).expect("ok"),
             Some(json!({}))
         );
+    }
+
+    #[test]
+    fn defaults_of_the_wrong_type_are_refused() {
+        assert!(check_defaults(&schema()).is_ok());
+        for bad in [
+            r#"[{"name": "k", "type": "long", "default": "abc", "shape": null}]"#,
+            r#"[{"name": "k", "type": "boolean", "default": 1, "shape": null}]"#,
+            r#"[{"name": "k", "type": "double", "default": [1.0], "shape": null}]"#,
+            r#"[{"name": "k", "type": "long", "default": 3, "shape": [-1]}]"#,
+        ] {
+            let specs = ParamSpec::list_from_json(bad).expect("parses");
+            let err = check_defaults(&specs).expect_err(bad);
+            assert!(err.contains("the default of param 'k'"), "{err}");
+        }
     }
 
     #[test]

@@ -49,7 +49,7 @@ impl ResultType {
                 let spark = SparkType::parse(ddl)?;
                 if !spark.is_udf_result() {
                     return Err(Error::UnsupportedResultType {
-                        ddl: ddl.to_owned(),
+                        ddl: crate::limits::abbreviate(ddl, 200),
                     });
                 }
                 Ok(Self {
@@ -72,28 +72,30 @@ impl SparkType {
     pub fn parse(ddl: &str) -> Result<Self> {
         let text = if ddl == "bool" { "boolean" } else { ddl };
         let err = |message: String| Error::ResultTypeSyntax {
-            ddl: ddl.to_owned(),
+            ddl: crate::limits::abbreviate(ddl, 200),
             message,
         };
         let tokens = tokenize(text).map_err(err)?;
-        let mut single = Parser {
-            tokens: &tokens,
-            pos: 0,
+        let mut single = Parser::new(&tokens);
+        let single_error = match single.parse_type() {
+            Ok(ty) if single.at_end() => return Ok(ty),
+            Ok(_) => format!("unexpected {}", single.describe_current()),
+            Err(message) if single.too_deep => return Err(err(message)),
+            Err(message) => message,
         };
-        if let Ok(ty) = single.parse_type()
-            && single.at_end()
-        {
-            return Ok(ty);
-        }
-        let mut fields = Parser {
-            tokens: &tokens,
-            pos: 0,
+        let mut fields = Parser::new(&tokens);
+        let fields_error = match fields.parse_fields(None) {
+            Ok(f) if fields.at_end() && !f.is_empty() => return Ok(SparkType::Struct(f)),
+            Ok(_) => format!("unexpected {}", fields.describe_current()),
+            Err(message) => message,
         };
-        match fields.parse_fields(None) {
-            Ok(f) if fields.at_end() && !f.is_empty() => Ok(SparkType::Struct(f)),
-            Ok(_) => Err(err(format!("unexpected {}", fields.describe_current()))),
-            Err(message) => Err(err(message)),
-        }
+        // The reading that got further explains the mistake best: `quaternion` is an
+        // unknown type, not a field without one; `a double,` lacks a field.
+        Err(err(if fields.pos > single.pos || fields.too_deep {
+            fields_error
+        } else {
+            single_error
+        }))
     }
 
     /// True when `spark_udf` accepts this as a caller-supplied result type.
@@ -358,9 +360,24 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
 struct Parser<'a> {
     tokens: &'a [Token],
     pos: usize,
+    /// Nesting of the type being read, and its limit ([`crate::limits::max_type_depth`]).
+    depth: usize,
+    max_depth: usize,
+    /// Set when reading stopped at the depth limit.
+    too_deep: bool,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
+    fn new(tokens: &'a [Token]) -> Self {
+        Self {
+            tokens,
+            pos: 0,
+            depth: 0,
+            max_depth: crate::limits::max_type_depth(),
+            too_deep: false,
+        }
+    }
+
     fn at_end(&self) -> bool {
         self.pos == self.tokens.len()
     }
@@ -413,6 +430,20 @@ impl Parser<'_> {
     }
 
     fn parse_type(&mut self) -> Result<SparkType, String> {
+        self.depth += 1;
+        let parsed = self.parse_type_at_depth();
+        self.depth -= 1;
+        parsed
+    }
+
+    fn parse_type_at_depth(&mut self) -> Result<SparkType, String> {
+        if self.depth > self.max_depth {
+            self.too_deep = true;
+            return Err(format!(
+                "types nest deeper than {} levels (the limit)\nhint: raise it with --max-type-depth",
+                self.max_depth
+            ));
+        }
         let name = match self.tokens.get(self.pos) {
             Some(Token::Ident(s)) => s.to_ascii_lowercase(),
             _ => {
@@ -585,6 +616,74 @@ mod tests {
                 err.starts_with(&format!("cannot parse result type '{bad}'")),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn unknown_type_names_are_named() {
+        let err = SparkType::parse("quaternion")
+            .expect_err("unknown")
+            .to_string();
+        assert!(err.contains("unknown data type 'quaternion'"), "{err}");
+        let err = SparkType::parse("array<quaternion>")
+            .expect_err("unknown")
+            .to_string();
+        assert!(err.contains("unknown data type 'quaternion'"), "{err}");
+        let err = SparkType::parse("a double,")
+            .expect_err("no field")
+            .to_string();
+        assert!(err.contains("expected a field name"), "{err}");
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_an_error_not_a_stack_overflow() {
+        let nested = |open: &str, close: &str, n: usize| {
+            format!("{}double{}", open.repeat(n), close.repeat(n))
+        };
+        let limit = crate::limits::max_type_depth();
+        assert!(SparkType::parse(&nested("array<", ">", limit - 1)).is_ok());
+        for ddl in [
+            nested("array<", ">", limit),
+            nested("array<", ">", 100_000),
+            nested("map<string,", ">", 5_000),
+            nested("struct<a:", ">", 5_000),
+            format!("a {}", nested("struct<b:", ">", 5_000)),
+        ] {
+            let err = SparkType::parse(&ddl).expect_err("too deep").to_string();
+            assert!(
+                err.contains(&format!("deeper than {limit} levels")),
+                "{err:.200}"
+            );
+            assert!(ResultType::resolve(Some(&ddl), None).is_err());
+        }
+    }
+
+    proptest::proptest! {
+        /// Random and mutated DDL never panics: it parses, or fails with a normal error.
+        #[test]
+        fn any_text_parses_or_fails_cleanly(text in "[a-z<>(),:` '0-9]{0,60}") {
+            let _ = SparkType::parse(&text).map(|t| t.to_string());
+        }
+
+        #[test]
+        fn mutated_valid_types_parse_or_fail_cleanly(
+            base in proptest::sample::select(vec![
+                "struct<a:double,b:array<map<string,int>>>",
+                "label string, score double",
+                "decimal(10,2)",
+                "array<array<float>>",
+            ]),
+            at in 0usize..48,
+            with in proptest::char::any(),
+        ) {
+            let mut text: Vec<char> = base.chars().collect();
+            let at = at % text.len();
+            text[at] = with;
+            let text: String = text.into_iter().collect();
+            if let Ok(t) = SparkType::parse(&text) {
+                // What parses prints as DDL that parses to the same type.
+                proptest::prop_assert_eq!(SparkType::parse(&t.to_string()).ok(), Some(t));
+            }
         }
     }
 

@@ -130,7 +130,8 @@ impl MlflowType {
 impl Schema {
     /// Parses the JSON list MLflow stores in `signature.inputs` / `signature.outputs`.
     pub fn from_json(text: &str) -> Result<Self, String> {
-        let items: Vec<Value> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let items: Vec<Value> =
+            serde_json::from_str(text).map_err(|e| crate::limits::json_error(&e))?;
         let tensors = items
             .iter()
             .filter(|i| i.get("type").and_then(Value::as_str) == Some("tensor"))
@@ -261,7 +262,8 @@ fn parse_tensor(item: &Value) -> Result<TensorSpec, String> {
 impl ParamSpec {
     /// Parses the JSON list MLflow stores in `signature.params`.
     pub fn list_from_json(text: &str) -> Result<Vec<Self>, String> {
-        let items: Vec<Value> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let items: Vec<Value> =
+            serde_json::from_str(text).map_err(|e| crate::limits::json_error(&e))?;
         items
             .iter()
             .map(|item| {

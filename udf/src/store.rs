@@ -9,12 +9,14 @@ use pyo3::prelude::*;
 use crate::error::{Error, Result};
 use crate::model::{PyModel, format_py_err};
 use crate::runtime::{bridge, start_python};
+use crate::workers::WorkerLimits;
 
 /// Resolves model URIs to local directories and loads models from them.
 #[derive(Debug, Clone)]
 pub struct ModelStore {
     cache_dir: PathBuf,
     workers: usize,
+    limits: WorkerLimits,
 }
 
 /// A model URI resolved to a local directory.
@@ -34,6 +36,7 @@ impl ModelStore {
         Self {
             cache_dir: cache_dir.into(),
             workers: 0,
+            limits: WorkerLimits::default(),
         }
     }
 
@@ -41,6 +44,12 @@ impl ModelStore {
     /// see [`PyModel::load_with_workers`].
     pub fn with_workers(mut self, workers: usize) -> Self {
         self.workers = workers;
+        self
+    }
+
+    /// Bounds each worker process (predict timeout, recycling).
+    pub fn with_worker_limits(mut self, limits: WorkerLimits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -82,13 +91,13 @@ impl ModelStore {
     /// Resolves `uri` and loads the model in it as `name`.
     pub fn load(&self, name: &str, uri: &str) -> Result<PyModel> {
         let resolved = self.resolve(name, uri)?;
-        PyModel::load_with_workers(name, &resolved.dir, self.workers)
+        PyModel::load_in_workers(name, &resolved.dir, self.workers, self.limits)
             .map(|model| model.with_uri(uri, resolved))
     }
 }
 
 /// `scheme:...` with a scheme of two or more characters (RFC 3986), as opposed to a path.
-fn has_scheme(uri: &str) -> bool {
+pub fn has_scheme(uri: &str) -> bool {
     uri.split_once(':').is_some_and(|(scheme, _)| {
         scheme.len() > 1
             && scheme.starts_with(|c: char| c.is_ascii_alphabetic())

@@ -4,6 +4,7 @@
 # (``workers.rs``): one model per process, requests on stdin, answers on the original
 # stdout. Each message is a little-endian u32 header length, a JSON header, a u64 body
 # length and a body (an Arrow IPC stream of one record batch, or nothing).
+import collections
 import fcntl
 import os
 import struct
@@ -59,6 +60,11 @@ def _widen_pipe(fd):
         pass  # not Linux, or a limit lowered by the administrator: keep the default
 
 
+# Scorers kept per worker, least recently used first out (the engine bounds its own
+# bindings; a scorer evicted here is rebuilt from its config on its next batch).
+_MAX_SCORERS = 64
+
+
 def _serve(parent):
     requests = sys.stdin.buffer
     answers = os.fdopen(os.dup(1), "wb")
@@ -67,7 +73,7 @@ def _serve(parent):
     os.dup2(2, 1)  # what the model prints must not corrupt the answers
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     model = None
-    scorers = {}
+    scorers = collections.OrderedDict()
     while True:
         try:
             header, body = _read_message(requests)
@@ -84,6 +90,9 @@ def _serve(parent):
             scorer = scorers.get(config)
             if scorer is None:
                 scorer = scorers[config] = Scorer(model, header["predict_fn"], config)
+                if len(scorers) > _MAX_SCORERS:
+                    scorers.popitem(last=False)
+            scorers.move_to_end(config)
             stage = "predict"
             batch = pa.ipc.open_stream(pa.py_buffer(body)).read_next_batch()
             columns = iter(batch.columns)

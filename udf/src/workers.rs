@@ -7,11 +7,16 @@
 //! with an error naming the model, and a new one takes its place at the next checkout.
 //! Workers exit when their pipe closes or the engine process is gone (they watch their
 //! parent), so none outlives the engine.
+//!
+//! [`WorkerLimits`] bound a worker: a predict that runs too long fails its batch and the
+//! worker is killed and replaced; a worker that has answered enough calls, or grown too
+//! large, is replaced between batches, failing nothing.
 
 use std::io::{BufReader, BufWriter, Cursor, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, ArrayData, ArrayRef, RecordBatch, RecordBatchOptions};
@@ -31,6 +36,19 @@ const WORKER_SOURCE: &str = concat!(include_str!("bridge.py"), include_str!("wor
 /// as they do in the embedded interpreter. Arguments: the program, the engine's pid.
 const BOOTSTRAP: &str = "import sys; exec(compile(sys.argv.pop(1), '_mlfusion_bridge.py', 'exec'))";
 
+/// Bounds on each worker of a pool; all off by default (as in `spark_udf`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerLimits {
+    /// A predict running longer fails its batch; the worker is killed and replaced
+    /// (`--predict-timeout`).
+    pub predict_timeout: Option<Duration>,
+    /// A worker that has answered this many calls is replaced (`--worker-max-calls`).
+    pub max_calls: Option<u64>,
+    /// A worker whose resident memory exceeds this many bytes after a call is replaced
+    /// (`--worker-max-rss`).
+    pub max_rss: Option<u64>,
+}
+
 /// Worker processes serving one model.
 #[derive(Debug)]
 pub struct WorkerPool {
@@ -39,6 +57,7 @@ pub struct WorkerPool {
     /// The load message each new worker gets (the bridge's `load_model` arguments).
     load: Value,
     size: usize,
+    limits: WorkerLimits,
     state: Mutex<PoolState>,
     returned: Condvar,
 }
@@ -66,6 +85,7 @@ impl WorkerPool {
         python: PathBuf,
         mut load: Value,
         size: usize,
+        limits: WorkerLimits,
     ) -> Result<Self> {
         load["op"] = json!("load");
         let pool = Self {
@@ -73,6 +93,7 @@ impl WorkerPool {
             python,
             load,
             size,
+            limits,
             state: Mutex::new(PoolState::default()),
             returned: Condvar::new(),
         };
@@ -106,25 +127,52 @@ impl WorkerPool {
         let waiting = Instant::now();
         let mut worker = self.checkout()?;
         let queued_time = waiting.elapsed();
-        match worker.exchange(&header, &body) {
-            Ok((header, body)) => {
+        let watchdog = self
+            .limits
+            .predict_timeout
+            .map(|timeout| Watchdog::start(worker.child.id(), timeout));
+        let exchanged = worker.exchange(&header, &body);
+        let timed_out = watchdog.is_some_and(Watchdog::stop);
+        match exchanged {
+            Ok((header, body)) if !timed_out => {
+                worker.calls += 1;
                 self.checkin(worker);
+                self.decode(header, &body, queued_time)
+            }
+            Ok((header, body)) => {
+                // Answered as the watchdog fired: the answer stands, the worker is gone.
+                worker.end();
+                self.replace();
                 self.decode(header, &body, queued_time)
             }
             Err(_) => {
                 let exit = worker.end();
-                let error = self.error(format!(
-                    "its worker process {} {exit} while scoring a batch of {} rows",
-                    worker.child.id(),
-                    frame.num_rows
-                ));
-                // Replace it now, so the pool is whole again for the next batch; if that
-                // fails, the next checkout tries again.
-                if let Ok(replacement) = self.start_in_slot() {
-                    self.checkin(replacement);
-                }
+                let error = if timed_out {
+                    let limit = self.limits.predict_timeout.unwrap_or_default();
+                    self.error(format!(
+                        "predict on a batch of {} rows ran longer than {} s (--predict-timeout); its worker process {} was killed and is replaced",
+                        frame.num_rows,
+                        limit.as_secs_f64(),
+                        worker.child.id(),
+                    ))
+                } else {
+                    self.error(format!(
+                        "its worker process {} {exit} while scoring a batch of {} rows",
+                        worker.child.id(),
+                        frame.num_rows
+                    ))
+                };
+                self.replace();
                 Err(error)
             }
+        }
+    }
+
+    /// Starts a worker in the slot of one that ended, so the pool is whole again for
+    /// the next batch; if that fails, the next checkout tries again.
+    fn replace(&self) {
+        if let Ok(replacement) = self.start_in_slot() {
+            self.checkin(replacement);
         }
     }
 
@@ -214,8 +262,22 @@ impl WorkerPool {
         started
     }
 
-    fn checkin(&self, worker: Worker) {
-        self.lock().idle.push(worker);
+    /// Returns a worker to the idle ones, or retires it when it has reached a limit:
+    /// its slot is then free for a new worker, started by the next checkout.
+    fn checkin(&self, mut worker: Worker) {
+        let limits = &self.limits;
+        let retire = limits.max_calls.is_some_and(|max| worker.calls >= max)
+            || limits
+                .max_rss
+                .is_some_and(|max| resident_bytes(worker.child.id()).is_some_and(|rss| rss > max));
+        let mut state = self.lock();
+        if retire {
+            state.live -= 1;
+            drop(state);
+            worker.end();
+        } else {
+            state.idle.push(worker);
+        }
         self.returned.notify_one();
     }
 
@@ -251,6 +313,7 @@ impl WorkerPool {
             unreachable!("stdin and stdout are piped");
         };
         let mut worker = Worker {
+            calls: 0,
             child,
             requests: BufWriter::with_capacity(1 << 20, stdin),
             answers: BufReader::with_capacity(1 << 20, stdout),
@@ -301,6 +364,8 @@ fn python_error(model: &str, header: &Value) -> Option<Error> {
 /// A running worker and its pipes.
 #[derive(Debug)]
 struct Worker {
+    /// Calls answered.
+    calls: u64,
     child: Child,
     requests: BufWriter<ChildStdin>,
     answers: BufReader<ChildStdout>,
@@ -329,6 +394,59 @@ impl Drop for Worker {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Kills a worker whose predict runs past its deadline.
+struct Watchdog {
+    done: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+    fired: Arc<AtomicBool>,
+}
+
+impl Watchdog {
+    fn start(pid: u32, timeout: Duration) -> Self {
+        let (done, finished) = mpsc::channel();
+        let fired = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&fired);
+        let thread = std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(timeout) {
+                flag.store(true, Ordering::SeqCst);
+                kill(pid);
+            }
+        });
+        Self {
+            done,
+            thread,
+            fired,
+        }
+    }
+
+    /// Stops watching (once the watchdog has either fired or stood down); true when the
+    /// deadline had passed and the worker was killed.
+    fn stop(self) -> bool {
+        let _ = self.done.send(());
+        let _ = self.thread.join();
+        self.fired.load(Ordering::SeqCst)
+    }
+}
+
+/// SIGKILL to a worker process (its `Child` is busy in the exchange that is late).
+#[allow(unsafe_code)]
+fn kill(pid: u32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) has no memory effects; the pid is our own child, not yet reaped.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// The resident memory of process `pid`, from `/proc/<pid>/status` (Linux).
+fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn describe_exit(status: std::process::ExitStatus) -> String {
