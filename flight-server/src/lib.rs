@@ -5,12 +5,14 @@
 //! prediction batch per input batch, same length, same order (see [`protocol`]).
 //!
 //! - [`models`]: the served models, by name, each bound lazily to (result type, params);
+//! - [`ipc`]: Arrow IPC in Flight messages, read with checks against hostile input;
 //! - [`protocol`]: the JSON command of a `DoExchange` / `GetFlightInfo` descriptor;
 //! - [`service`]: the [`FlightService`](arrow_flight::flight_service_server::FlightService).
 
+pub mod ipc;
 pub mod models;
 pub mod protocol;
 pub mod service;
 
 pub use models::ServedModels;
-pub use service::{Access, ModelFlightService, location, serve};
+pub use service::{Access, FlightServer, Limits, ModelFlightService, location, serve};

@@ -1,21 +1,32 @@
 //! The models a server serves: loaded once at start, bound on demand to the result
-//! types and params clients ask for (each binding made once and shared by all streams).
+//! types and params clients ask for. Bindings are shared by all streams and kept in a
+//! bounded cache (least recently used first out), keyed by what the model sees: the
+//! resolved result type and the validated params, so params the model ignores make no
+//! new binding.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use mlfusion_udf::{ModelMetrics, PyModel, Scorer};
+use mlfusion_udf::params::validate_params;
+use mlfusion_udf::{ModelMetrics, PyModel, ResultType, Scorer};
 use tonic::Status;
 
-/// Bindings by (result type, params as JSON text).
-type Scorers = HashMap<(Option<String>, Option<String>), Arc<Scorer>>;
+/// The default of [`ServedModels::with_max_bindings`].
+pub const DEFAULT_MAX_BINDINGS: usize = 64;
+
+/// What makes two bindings the same: the result type and the params `predict` gets.
+type BindingKey = (ResultType, Option<String>);
 
 /// One served model and its bindings.
 #[derive(Debug)]
 pub struct ServedModel {
     model: Arc<PyModel>,
     default_result_type: Option<String>,
-    scorers: Mutex<Scorers>,
+    /// Why the default binding failed, if it did: calls that rely on it fail with this.
+    default_error: Option<String>,
+    /// Most recently used last.
+    bindings: Mutex<VecDeque<(BindingKey, Arc<Scorer>)>>,
+    max_bindings: usize,
     /// Counters over every stream that used the model.
     pub metrics: ModelMetrics,
 }
@@ -26,6 +37,17 @@ impl ServedModel {
         &self.model
     }
 
+    /// Why calls without a result type fail, when the model's default cannot be bound
+    /// (e.g. a 3-D tensor output): such a model still serves calls that pass one.
+    pub fn default_error(&self) -> Option<&str> {
+        self.default_error.as_deref()
+    }
+
+    /// How many bindings are cached now.
+    pub fn binding_count(&self) -> usize {
+        self.lock().len()
+    }
+
     /// The scorer for `result_type` (default: the server's, then the model's) and
     /// `params`, created on first use (it runs Python: call from a blocking thread).
     pub fn scorer(
@@ -33,59 +55,115 @@ impl ServedModel {
         result_type: Option<&str>,
         params: Option<&serde_json::Value>,
     ) -> Result<Arc<Scorer>, Status> {
-        let result_type = result_type
-            .map(str::to_owned)
-            .or_else(|| self.default_result_type.clone());
-        let key = (result_type.clone(), params.map(ToString::to_string));
-        if let Some(s) = self.lock().get(&key) {
-            return Ok(Arc::clone(s));
+        let result_type = result_type.or(self.default_result_type.as_deref());
+        if result_type.is_none()
+            && let Some(error) = &self.default_error
+        {
+            return Err(Status::invalid_argument(error.clone()));
+        }
+        let signature = &self.model.mlmodel().signature;
+        let key = ResultType::resolve(result_type, signature.outputs.as_ref())
+            .and_then(|t| {
+                let validated =
+                    validate_params(self.model.name(), params, signature.params.as_deref())?;
+                Ok((t, validated.map(|p| p.to_string())))
+            })
+            .map_err(|e| self.status(&e))?;
+        {
+            let mut bindings = self.lock();
+            if let Some(i) = bindings.iter().position(|(k, _)| *k == key) {
+                let entry = bindings.remove(i).expect("found");
+                let scorer = Arc::clone(&entry.1);
+                bindings.push_back(entry);
+                return Ok(scorer);
+            }
         }
         let scorer = self
             .model
-            .scorer(result_type.as_deref(), params)
+            .scorer(result_type, params)
             .map(Arc::new)
-            .map_err(|e| {
-                let name = self.model.name();
-                let message = e.to_string();
-                let named = message.starts_with(&format!("model '{name}'"));
-                Status::invalid_argument(if named {
-                    message
-                } else {
-                    format!("model '{name}': {message}")
-                })
-            })?;
-        self.lock().insert(key, Arc::clone(&scorer));
+            .map_err(|e| self.status(&e))?;
+        let mut bindings = self.lock();
+        if !bindings.iter().any(|(k, _)| *k == key) {
+            if bindings.len() >= self.max_bindings {
+                bindings.pop_front();
+            }
+            bindings.push_back((key, Arc::clone(&scorer)));
+        }
         Ok(scorer)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Scorers> {
-        self.scorers.lock().unwrap_or_else(|e| e.into_inner())
+    /// An error of this model as an INVALID_ARGUMENT status naming it.
+    fn status(&self, e: &mlfusion_udf::Error) -> Status {
+        Status::invalid_argument(named(self.model.name(), &e.to_string()))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(BindingKey, Arc<Scorer>)>> {
+        self.bindings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `message`, starting with `model 'name': ` once.
+fn named(name: &str, message: &str) -> String {
+    if message.starts_with(&format!("model '{name}'")) {
+        message.to_owned()
+    } else {
+        format!("model '{name}': {message}")
     }
 }
 
 /// The served models by name.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ServedModels {
     models: BTreeMap<String, Arc<ServedModel>>,
+    max_bindings: usize,
+}
+
+impl Default for ServedModels {
+    fn default() -> Self {
+        Self {
+            models: BTreeMap::new(),
+            max_bindings: DEFAULT_MAX_BINDINGS,
+        }
+    }
 }
 
 impl ServedModels {
-    /// Adds a loaded model under its name, with the result type clients get by default;
-    /// binds that default now, so a bad result type fails here, not on a client's call.
+    /// Keeps at most `max` bindings (result type and params) per model (at least 1).
+    pub fn with_max_bindings(mut self, max: usize) -> Self {
+        self.max_bindings = max.max(1);
+        self
+    }
+
+    /// Adds a loaded model under its name, with the result type clients get by default,
+    /// and binds that default now. A result type given here that does not bind is an
+    /// error; a default inferred from the model that cannot be (as `spark_udf` fails
+    /// only that UDF) leaves the model served for calls that pass a result type.
     pub fn insert(
         &mut self,
         model: PyModel,
         default_result_type: Option<String>,
     ) -> mlfusion_udf::Result<()> {
         let model = Arc::new(model);
-        let scorer = Arc::new(model.scorer(default_result_type.as_deref(), None)?);
-        let scorers = HashMap::from([((default_result_type.clone(), None), scorer)]);
+        let (bindings, default_error) = match model.scorer(default_result_type.as_deref(), None) {
+            Ok(scorer) => {
+                let key = (
+                    scorer.resolved_result_type().clone(),
+                    scorer.params().map(ToString::to_string),
+                );
+                (VecDeque::from([(key, Arc::new(scorer))]), None)
+            }
+            Err(e) if default_result_type.is_some() => return Err(e),
+            Err(e) => (VecDeque::new(), Some(named(model.name(), &e.to_string()))),
+        };
         self.models.insert(
             model.name().to_owned(),
             Arc::new(ServedModel {
                 model,
                 default_result_type,
-                scorers: Mutex::new(scorers),
+                default_error,
+                bindings: Mutex::new(bindings),
+                max_bindings: self.max_bindings,
                 metrics: ModelMetrics::default(),
             }),
         );
@@ -96,7 +174,8 @@ impl ServedModels {
     pub fn get(&self, name: &str) -> Result<&Arc<ServedModel>, Status> {
         self.models.get(name).ok_or_else(|| {
             Status::not_found(format!(
-                "model '{name}' is not served here (served: {})",
+                "model '{}' is not served here (served: {})",
+                mlfusion_udf::limits::abbreviate(name, 200),
                 self.names().join(", ")
             ))
         })

@@ -44,7 +44,8 @@ impl Command {
     pub fn parse(cmd: &[u8]) -> Result<Self, Status> {
         serde_json::from_slice(cmd).map_err(|e| {
             Status::invalid_argument(format!(
-                "the descriptor command must be JSON like {{\"model\": \"name\", \"result_type\": \"double\"}}: {e}"
+                "the descriptor command must be JSON like {{\"model\": \"name\", \"result_type\": \"double\"}}: {}",
+                mlfusion_udf::limits::json_error(&e)
             ))
         })
     }
@@ -62,5 +63,34 @@ mod tests {
         assert_eq!(c.call, CallForm::Struct);
         assert!(Command::parse(br#"{"model": "m", "path": "/etc"}"#).is_err());
         assert!(Command::parse(b"not json").is_err());
+        let deep = format!(
+            r#"{{"model": "m", "params": {}1{}}}"#,
+            "[".repeat(1000),
+            "]".repeat(1000)
+        );
+        let err = Command::parse(deep.as_bytes()).expect_err("too deep");
+        assert!(
+            err.message().contains("deeper than 128 levels"),
+            "{}",
+            err.message()
+        );
+    }
+
+    proptest::proptest! {
+        /// Random and mutated commands never panic.
+        #[test]
+        fn any_bytes_parse_or_fail_cleanly(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = Command::parse(&bytes);
+        }
+
+        #[test]
+        fn mutated_commands_parse_or_fail_cleanly(at in 0usize..80, with in proptest::num::u8::ANY) {
+            let mut cmd = br#"{"model": "m", "result_type": "array<double>", "params": {"k": [1, 2.5]}, "call": "struct"}"#.to_vec();
+            let at = at % cmd.len();
+            cmd[at] = with;
+            if let Ok(c) = Command::parse(&cmd) {
+                let _ = c.result_type.map(|t| mlfusion_udf::SparkType::parse(&t));
+            }
+        }
     }
 }

@@ -2,17 +2,18 @@
 //! `GetFlightInfo` and `GetSchema` describe the served models; `DoAction` offers
 //! `health` and `models`. With a token configured, every call must carry
 //! `authorization: Bearer <token>`.
+//!
+//! Every stream ends: with its answer, an error, [`Limits::stream_idle_timeout`] after
+//! the client last sent or took a message, or when the server stops.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::array::{RecordBatch, StructArray};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::ipc::writer::IpcWriteOptions;
-use arrow_flight::decode::FlightRecordBatchStream;
-use arrow_flight::encode::FlightDataEncoderBuilder;
-use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
@@ -20,16 +21,20 @@ use arrow_flight::{
 };
 use base64::Engine as _;
 use base64::prelude::BASE64_STANDARD;
+use futures::StreamExt;
 use futures::stream::{self, BoxStream};
-use futures::{StreamExt, TryStreamExt};
 use mlfusion_udf::Scorer;
 use mlfusion_udf::enforce::build_input;
+use mlfusion_udf::store::has_scheme;
 use serde_json::json;
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
+use tokio::sync::{mpsc, watch};
+use tonic::transport::server::{Router, TcpIncoming};
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::ipc::{Decoder, Encoder};
 use crate::models::{ServedModel, ServedModels};
 use crate::protocol::{CallForm, Command};
 
@@ -43,34 +48,129 @@ pub struct Access {
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
 }
 
-/// Serves `models` on `listener` until `shutdown` resolves. Messages of any size are
-/// accepted, as Arrow's own Flight servers do (gRPC's default limit is 4 MiB: a
-/// 65,536-row batch of eight float columns).
+/// How long streams may idle and how long a stopping server waits for them.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A stream whose client neither sends nor takes a message for this long ends with
+    /// `DEADLINE_EXCEEDED` (`--stream-idle-timeout`).
+    pub stream_idle_timeout: Duration,
+    /// On shutdown, open streams may finish for this long; then they end with
+    /// `UNAVAILABLE` (`--shutdown-grace`).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            stream_idle_timeout: Duration::from_secs(600),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How long a stopping server waits for connections to close once it has ended their
+/// streams.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// A Flight server set up on a listener (TLS configuration checked), not yet serving.
+pub struct FlightServer {
+    router: Router,
+    incoming: TcpIncoming,
+    location: String,
+    stopping: watch::Sender<bool>,
+    grace: Duration,
+}
+
+impl FlightServer {
+    /// Sets up the server for `models` on `listener`; a bad TLS certificate or key fails
+    /// here, before anything is announced. Messages of any size are accepted, as Arrow's
+    /// own Flight servers do (gRPC's default limit is 4 MiB: a 65,536-row batch of eight
+    /// float columns).
+    pub fn new(
+        models: ServedModels,
+        listener: TcpListener,
+        access: Access,
+        limits: Limits,
+    ) -> Result<Self, tonic::transport::Error> {
+        let local = listener.local_addr().ok();
+        let tls = access.tls.is_some();
+        let token = access.token.clone();
+        let (stopping, stop) = watch::channel(false);
+        let service = ModelFlightService::new(models, access.token)
+            .with_limits(limits.stream_idle_timeout, stop);
+        // Sending is unlimited already; receiving is limited to 4 MiB unless raised.
+        let service = FlightServiceServer::new(service).max_decoding_message_size(usize::MAX);
+        let check = move |request: Request<()>| authorize(token.as_deref(), request);
+        // An answer's last segment is often small: without TCP_NODELAY, Nagle's algorithm
+        // holds it back until the client's delayed ACK (~20 ms a batch on loopback).
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let mut builder = Server::builder();
+        if let Some((cert, key)) = access.tls {
+            builder = builder
+                .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?;
+        }
+        let router = builder.add_service(tonic::service::interceptor::InterceptedService::new(
+            service, check,
+        ));
+        Ok(Self {
+            router,
+            incoming,
+            location: local.map(|a| location(a, tls)).unwrap_or_default(),
+            stopping,
+            grace: limits.shutdown_grace,
+        })
+    }
+
+    /// Where clients connect, e.g. `grpc://127.0.0.1:8815`.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Serves until `shutdown` resolves; then accepts no new connections, lets open
+    /// streams finish for the grace period, ends the rest with `UNAVAILABLE` ("the
+    /// server is stopping") and returns.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), tonic::transport::Error> {
+        let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+        let server = self
+            .router
+            .serve_with_incoming_shutdown(self.incoming, async move {
+                shutdown.await;
+                let _ = signalled.send(());
+            });
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => return result,
+            _ = on_signal => {}
+        }
+        tokio::select! {
+            result = &mut server => return result,
+            () = tokio::time::sleep(self.grace) => {}
+        }
+        let _ = self.stopping.send(true);
+        tokio::time::timeout(CLOSE_WAIT, server)
+            .await
+            .unwrap_or(Ok(()))
+    }
+}
+
+/// Serves `models` on `listener` until `shutdown` resolves (see [`FlightServer`]).
 pub async fn serve(
     models: ServedModels,
     listener: TcpListener,
     access: Access,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let token = access.token.clone();
-    // Sending is unlimited already; receiving is limited to 4 MiB unless raised.
-    let service = FlightServiceServer::new(ModelFlightService::new(models, access.token))
-        .max_decoding_message_size(usize::MAX);
-    let check = move |request: Request<()>| authorize(token.as_deref(), request);
-    // An answer's last segment is often small: without TCP_NODELAY, Nagle's algorithm
-    // holds it back until the client's delayed ACK (~20 ms a batch on loopback).
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut builder = Server::builder();
-    if let Some((cert, key)) = access.tls {
-        builder =
-            builder.tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?;
-    }
-    builder
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            service, check,
-        ))
-        .serve_with_incoming_shutdown(incoming, shutdown)
+    FlightServer::new(models, listener, access, Limits::default())?
+        .run(shutdown)
         .await
+}
+
+/// `given == expected`, in time that does not depend on where they differ.
+fn same_token(given: &str, expected: &str) -> bool {
+    given.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 
 /// Rejects a call without the token when one is configured.
@@ -88,7 +188,7 @@ fn authorize(token: Option<&str>, request: Request<()>) -> Result<Request<()>, S
             )
         })?;
     if let Some(given) = header.strip_prefix("Bearer ") {
-        return if given == token {
+        return if same_token(given, token) {
             Ok(request)
         } else {
             Err(Status::unauthenticated("wrong bearer token"))
@@ -100,7 +200,7 @@ fn authorize(token: Option<&str>, request: Request<()>) -> Result<Request<()>, S
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|b| b.split_once(':').map(|(_, password)| password.to_owned()));
     match basic_password {
-        Some(password) if password == token => Ok(request),
+        Some(password) if same_token(&password, token) => Ok(request),
         Some(_) => Err(Status::unauthenticated("wrong token (basic auth password)")),
         None => Err(Status::unauthenticated(
             "unsupported authorization header: send 'Bearer <token>'",
@@ -113,6 +213,9 @@ fn authorize(token: Option<&str>, request: Request<()>) -> Result<Request<()>, S
 pub struct ModelFlightService {
     models: Arc<ServedModels>,
     token: Option<String>,
+    idle_timeout: Duration,
+    /// Turns true when the server ends its open streams.
+    stopping: watch::Receiver<bool>,
 }
 
 impl ModelFlightService {
@@ -121,7 +224,16 @@ impl ModelFlightService {
         Self {
             models: Arc::new(models),
             token,
+            idle_timeout: Limits::default().stream_idle_timeout,
+            stopping: watch::channel(false).1,
         }
+    }
+
+    /// Streams idle for `idle_timeout` end; all end when `stopping` turns true.
+    fn with_limits(mut self, idle_timeout: Duration, stopping: watch::Receiver<bool>) -> Self {
+        self.idle_timeout = idle_timeout;
+        self.stopping = stopping;
+        self
     }
 
     /// The model and scorer a command asks for (binding runs Python: off the async workers).
@@ -132,7 +244,8 @@ impl ModelFlightService {
             m.scorer(c.result_type.as_deref(), c.params.as_ref())
         })
         .await
-        .map_err(|e| Status::internal(e.to_string()))??;
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(bounded)?;
         Ok((served, scorer))
     }
 
@@ -163,7 +276,8 @@ fn describe(served: &ServedModel) -> serde_json::Value {
     let inputs = signature.inputs.as_ref();
     json!({
         "model": model.name(),
-        "uri": model.uri(),
+        "uri": remote_uri(model.uri()),
+        "default_result_type_error": served.default_error(),
         "flavors": model.mlmodel().flavors.keys().collect::<Vec<_>>(),
         "inputs": inputs.map(ToString::to_string),
         "outputs": signature.outputs.as_ref().map(ToString::to_string),
@@ -171,6 +285,12 @@ fn describe(served: &ServedModel) -> serde_json::Value {
         "required_inputs": inputs.map(|i| i.required_count()),
         "input_count": inputs.map(|i| i.len()),
     })
+}
+
+/// A model URI as clients may see it: registry and remote URIs, never a path of the
+/// server's file system.
+fn remote_uri(uri: &str) -> Option<&str> {
+    (has_scheme(uri) && !uri.starts_with("file:")).then_some(uri)
 }
 
 /// The schema of every batch a scorer returns: one column, `prediction`.
@@ -238,9 +358,15 @@ impl FlightService for ModelFlightService {
         _request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
         let mut infos = Vec::new();
-        for name in self.models.names() {
+        for (name, served) in self.models.iter() {
             let descriptor = FlightDescriptor::new_cmd(json!({ "model": name }).to_string());
-            infos.push(self.info(descriptor).await);
+            infos.push(match served.default_error() {
+                // Listed without a schema: calls must pass a result type.
+                Some(_) => Ok(FlightInfo::new()
+                    .with_descriptor(descriptor)
+                    .with_app_metadata(describe(served).to_string())),
+                None => self.info(descriptor).await,
+            });
         }
         Ok(Response::new(stream::iter(infos).boxed()))
     }
@@ -299,6 +425,7 @@ impl FlightService for ModelFlightService {
                     let mut model = describe(served);
                     model["rows_scored"] = json!(served.metrics.rows.value());
                     model["batches_scored"] = json!(served.metrics.batches.value());
+                    model["bindings"] = json!(served.binding_count());
                     model
                 })
                 .collect(),
@@ -333,59 +460,194 @@ impl FlightService for ModelFlightService {
     }
 
     /// The first message carries the descriptor (and usually the schema); every input
-    /// batch is answered by one prediction batch of the same length, streaming.
+    /// batch, of any length (none too), is answered by one prediction batch of the same
+    /// length, streaming.
     async fn do_exchange(
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
         let mut input = request.into_inner();
-        let first = input
-            .message()
-            .await?
+        let first = tokio::time::timeout(self.idle_timeout, input.message())
+            .await
+            .map_err(|_| idle(self.idle_timeout))??
             .ok_or_else(|| Status::invalid_argument("empty exchange: send a descriptor first"))?;
         let descriptor = first.flight_descriptor.clone().ok_or_else(|| {
             Status::invalid_argument("the first message of an exchange must carry a descriptor")
         })?;
         let command = Command::parse(&descriptor.cmd)?;
         let (served, scorer) = self.bind(&command).await?;
-        let schema = result_schema(&scorer);
-        // pyarrow sends the descriptor alone, then the schema; metadata-only messages
-        // (empty header) carry no data either way.
-        let flight_data = stream::once(async { Ok(first) })
-            .chain(input)
-            .try_filter(|data| std::future::ready(!data.data_header.is_empty()))
-            .map_err(|status| FlightError::Tonic(Box::new(status)));
-        let call = command.call;
-        let out_schema = Arc::clone(&schema);
-        let predictions =
-            FlightRecordBatchStream::new_from_flight_data(flight_data).then(move |batch| {
-                let (served, scorer, schema) = (
-                    Arc::clone(&served),
-                    Arc::clone(&scorer),
-                    Arc::clone(&out_schema),
-                );
-                async move {
-                    let batch = batch?;
-                    tokio::task::spawn_blocking(move || {
-                        score(&served, &scorer, &schema, call, batch)
-                    })
-                    .await
-                    .map_err(|e| FlightError::ExternalError(Box::new(e)))?
-                    .map_err(|status| FlightError::Tonic(Box::new(status)))
+        // One answer in the channel at a time: the next input is read only when the
+        // client has taken the previous answer, so memory is bounded per stream.
+        let (answers, out) = mpsc::channel(1);
+        let exchange = Exchange {
+            served,
+            scorer,
+            call: command.call,
+            idle_timeout: self.idle_timeout,
+            answers,
+        };
+        let stopping = self.stopping.clone();
+        tokio::spawn(exchange.run(first, input, stopping));
+        let out = stream::unfold(out, |mut out| async move {
+            out.recv().await.map(|message| (message, out))
+        });
+        Ok(Response::new(out.boxed()))
+    }
+}
+
+/// Status messages travel in HTTP/2 trailers, whose size clients limit (16 KiB by
+/// default): a longer message, e.g. a model error echoing its input, is cut.
+const MAX_STATUS_MESSAGE: usize = 8 << 10;
+
+fn bounded(status: Status) -> Status {
+    if status.message().len() <= MAX_STATUS_MESSAGE {
+        return status;
+    }
+    let message = mlfusion_udf::limits::abbreviate(status.message(), MAX_STATUS_MESSAGE);
+    Status::new(status.code(), message)
+}
+
+/// The status of a stream whose client went quiet.
+fn idle(timeout: Duration) -> Status {
+    Status::deadline_exceeded(format!(
+        "the client sent or took nothing for {} s (the server's --stream-idle-timeout)",
+        timeout.as_secs_f64()
+    ))
+}
+
+/// One `DoExchange` stream being answered.
+struct Exchange {
+    served: Arc<ServedModel>,
+    scorer: Arc<Scorer>,
+    call: CallForm,
+    idle_timeout: Duration,
+    answers: mpsc::Sender<Result<FlightData, Status>>,
+}
+
+impl Exchange {
+    /// Answers the stream until the client finishes it, goes away or idles, an error,
+    /// or the server stops; an error is the stream's last message.
+    async fn run(
+        self,
+        first: FlightData,
+        input: Streaming<FlightData>,
+        mut stopping: watch::Receiver<bool>,
+    ) {
+        let answered = tokio::select! {
+            result = self.answer(first, input) => result,
+            _ = stopping.wait_for(|stop| *stop) => {
+                Err(Status::unavailable("the server is stopping: this stream was cancelled"))
+            }
+        };
+        if let Err(status) = answered {
+            let status = bounded(status);
+            let _ = self
+                .answers
+                .send_timeout(Err(status), self.idle_timeout)
+                .await;
+        }
+    }
+
+    async fn answer(
+        &self,
+        first: FlightData,
+        mut input: Streaming<FlightData>,
+    ) -> Result<(), Status> {
+        let schema = result_schema(&self.scorer);
+        let (mut encoder, schema_message) = Encoder::new(&schema);
+        self.send(schema_message).await?;
+        let mut decoder = Decoder::default();
+        let mut next = Some(first);
+        loop {
+            let Some(data) = next.take() else {
+                match tokio::time::timeout(self.idle_timeout, input.message()).await {
+                    Err(_) => return Err(idle(self.idle_timeout)),
+                    Ok(Ok(Some(data))) => next = Some(data),
+                    Ok(Ok(None)) => return Ok(()),
+                    Ok(Err(status)) => return Err(status),
                 }
-            });
-        // One answer message per input batch, however large (the encoder would otherwise
-        // split answers over 2 MiB, and clients pair answers with requests).
-        let output = FlightDataEncoderBuilder::new()
-            .with_schema(schema)
-            .with_max_flight_data_size(usize::MAX)
-            .build(predictions)
-            .map_err(Status::from);
-        Ok(Response::new(output.boxed()))
+                continue;
+            };
+            // pyarrow sends the descriptor alone, then the schema; metadata-only
+            // messages (empty header) carry no data either way.
+            if data.data_header.is_empty() {
+                continue;
+            }
+            let Some(batch) = decoder.decode(&data)? else {
+                continue;
+            };
+            let (served, scorer, out) = (
+                Arc::clone(&self.served),
+                Arc::clone(&self.scorer),
+                Arc::clone(&schema),
+            );
+            let call = self.call;
+            let prediction =
+                tokio::task::spawn_blocking(move || score(&served, &scorer, &out, call, batch))
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))??;
+            for message in encoder.encode(&prediction)? {
+                self.send(message).await?;
+            }
+        }
+    }
+
+    /// Hands one message to the client, waiting at most the idle timeout for it to
+    /// make room; a client that has gone ends the stream.
+    async fn send(&self, message: FlightData) -> Result<(), Status> {
+        match self
+            .answers
+            .send_timeout(Ok(message), self.idle_timeout)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => Err(idle(self.idle_timeout)),
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => {
+                Err(Status::cancelled("the client went away"))
+            }
+        }
     }
 }
 
 /// The location clients connect to, e.g. `grpc://127.0.0.1:8815`.
 pub fn location(addr: SocketAddr, tls: bool) -> String {
     format!("{}://{addr}", if tls { "grpc+tls" } else { "grpc" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole_in_constant_time() {
+        assert!(same_token("s3cret", "s3cret"));
+        for wrong in ["", "s3cre", "s3cret!", "S3cret", "x3cret"] {
+            assert!(!same_token(wrong, "s3cret"), "{wrong}");
+        }
+    }
+
+    #[test]
+    fn clients_see_remote_uris_but_no_local_paths() {
+        for remote in ["models:/churn@champion", "runs:/abc/model", "s3://b/m"] {
+            assert_eq!(remote_uri(remote), Some(remote));
+        }
+        for local in [
+            "/srv/models/churn",
+            "models/churn",
+            "file:///srv/m",
+            "c:/m",
+            "./a:b",
+        ] {
+            assert_eq!(remote_uri(local), None, "{local}");
+        }
+    }
+
+    #[test]
+    fn long_status_messages_are_cut() {
+        let long = Status::invalid_argument("x".repeat(100_000));
+        let cut = bounded(long);
+        assert_eq!(cut.code(), tonic::Code::InvalidArgument);
+        assert!(cut.message().len() < MAX_STATUS_MESSAGE + 64);
+        assert!(cut.message().ends_with("more bytes)"));
+    }
 }
