@@ -52,6 +52,7 @@ impl ModelDb {
             // process), so every error below also proves the workers report as the
             // embedded interpreter does.
             workers: Some(1),
+            limits: Default::default(),
         };
         let ctx = new_context(&settings).map_err(|e| DataFusionError::External(Box::new(e)))?;
         let models: Vec<ModelRegistration> = MODELS

@@ -1,9 +1,10 @@
 //! Command-line arguments.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use mlfusion_udf::ModelStore;
+use mlfusion_udf::{ModelStore, WorkerLimits};
 
 use crate::output::Format;
 
@@ -89,27 +90,129 @@ pub struct SessionArgs {
     /// engine's own interpreter [default: available cores].
     #[arg(long, env = "MLFUSION_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 impl SessionArgs {
-    /// The model store of `--model-cache` and `--workers`.
+    /// The model store of `--model-cache`, `--workers` and the worker limits.
     pub fn model_store(&self) -> ModelStore {
-        model_store(self.model_cache.as_deref(), self.workers)
+        model_store(self.model_cache.as_deref(), self.workers, &self.limits)
     }
 }
 
+/// Limits on models and their input, shared by `query` and `serve` (README "Limits").
+#[derive(Debug, Args, Clone, Default)]
+pub struct LimitArgs {
+    /// Fail a predict call that runs longer than this (e.g. `90s`, `10m`); its worker
+    /// process is killed and replaced. Needs worker processes [default: no limit].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub predict_timeout: Option<Duration>,
+    /// Replace a worker process after it has answered N calls [default: never].
+    #[arg(long, value_name = "N")]
+    pub worker_max_calls: Option<u64>,
+    /// Replace a worker process whose resident memory exceeds SIZE after a call (e.g.
+    /// `2GiB`, `800MB`) [default: never].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub worker_max_rss: Option<u64>,
+    /// How deeply array<>, map<> and struct<> may nest in a result type [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_type_depth: Option<usize>,
+}
+
+impl LimitArgs {
+    /// The limits of each worker process.
+    pub fn worker_limits(&self) -> WorkerLimits {
+        WorkerLimits {
+            predict_timeout: self.predict_timeout,
+            max_calls: self.worker_max_calls,
+            max_rss: self.worker_max_rss,
+        }
+    }
+
+    /// Applies the process-wide limits and checks that the others can be enforced with
+    /// `workers` worker processes per model.
+    pub fn apply(&self, workers: usize) -> Result<(), crate::error::Error> {
+        mlfusion_udf::limits::set_max_type_depth(
+            self.max_type_depth
+                .unwrap_or(mlfusion_udf::limits::DEFAULT_MAX_TYPE_DEPTH),
+        );
+        if workers == 0 && self.predict_timeout.is_some() {
+            return Err(crate::error::Error::BadArgument {
+                flag: "--predict-timeout",
+                value: format!("{:?}", self.predict_timeout.unwrap_or_default()),
+                message: "a call in the engine's own interpreter (--workers 0) cannot be stopped\nhint: run models in worker processes (--workers 1 or more)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The number of worker processes per model: `workers`, else one per available core.
+pub fn worker_count(workers: Option<usize>) -> usize {
+    workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
 /// The model store caching in `cache` (by default `~/.cache/mlfusion/models`), loading
-/// models into `workers` processes (by default one per available core).
-pub fn model_store(cache: Option<&Path>, workers: Option<usize>) -> ModelStore {
+/// models into `workers` processes (by default one per available core) bounded by
+/// `limits`.
+pub fn model_store(cache: Option<&Path>, workers: Option<usize>, limits: &LimitArgs) -> ModelStore {
     let dir = cache.map(Path::to_path_buf).unwrap_or_else(|| {
         dirs::cache_dir()
             .unwrap_or_else(std::env::temp_dir)
             .join("mlfusion")
             .join("models")
     });
-    let workers =
-        workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    ModelStore::new(dir).with_workers(workers)
+    ModelStore::new(dir)
+        .with_workers(worker_count(workers))
+        .with_worker_limits(limits.worker_limits())
+}
+
+/// A duration: a number with a unit (`ms`, `s`, `m`, `h`), or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration like 30s, 500ms, 10m or 1h"))?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "" | "s" => number,
+        "m" | "min" => number * 60.0,
+        "h" => number * 3600.0,
+        other => return Err(format!("unknown unit '{other}' in '{text}' (ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
+}
+
+/// A size in bytes: a number with a unit (`KB`, `MB`, `GB`, `KiB`, `MiB`, `GiB`), or bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size like 2GiB or 800MB"))?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}' (KB, MB, GB, KiB, MiB, GiB)"
+            ));
+        }
+    };
+    Ok((number * scale) as u64)
 }
 
 /// `mlfusion demo`.
@@ -159,4 +262,18 @@ pub struct ServeArgs {
     /// server's own interpreter [default: available cores].
     #[arg(long, env = "MLFUSION_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
+    /// End a stream whose client neither sends nor takes a message for this long
+    /// (DEADLINE_EXCEEDED) [default: 10m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub stream_idle_timeout: Option<Duration>,
+    /// On SIGTERM or Ctrl-C, let open streams finish for this long, then cancel them
+    /// [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub shutdown_grace: Option<Duration>,
+    /// Bindings (result type and params) kept per model; the least recently used goes
+    /// first [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_bindings: Option<usize>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }

@@ -47,6 +47,8 @@ pub enum Error {
     Serve(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+    #[error("interrupted by {}: the statement was cancelled and its partial output removed", signal_name(*.0))]
+    Interrupted(i32),
     #[error("cannot prepare the demo in {path}")]
     Demo {
         path: PathBuf,
@@ -55,7 +57,23 @@ pub enum Error {
     },
 }
 
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGINT => "SIGINT (Ctrl-C)",
+        libc::SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
+}
+
 impl Error {
+    /// The signal that stopped the command, if one did.
+    pub fn signal(&self) -> Option<i32> {
+        match self {
+            Error::Interrupted(signal) => Some(*signal),
+            _ => None,
+        }
+    }
+
     /// The error and its causes, once each, as the CLI prints them. DataFusion errors
     /// are reported by their root (the planning error or our model error), without
     /// DataFusion's wrapping.

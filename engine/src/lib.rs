@@ -12,6 +12,7 @@
 //! let settings = SessionArgs {
 //!     batch_size: 65536, target_partitions: None, quiet: true, model_cache: None,
 //!     workers: None, // one Python worker process per core
+//!     limits: Default::default(),
 //! };
 //! let ctx = new_context(&settings)?;
 //! register_models(&ctx, &settings.model_store(), &[ModelRegistration {
@@ -28,22 +29,32 @@ pub mod model_functions;
 pub mod output;
 pub mod progress;
 pub mod session;
+pub mod staging;
 
 use args::{Cli, Command};
 
 /// Runs a parsed command line: starts Python (before any async runtime), then the command
 /// on a multi-threaded runtime. Returns what to print on stdout.
+/// Standard output is kept for results ([`output::print_result`]): anything else that
+/// writes to it, such as a model in the engine's own interpreter, goes to stderr.
 pub fn run(cli: Cli) -> error::Result<String> {
+    output::keep_stdout_for_results().map_err(|source| error::Error::Write {
+        path: "<stdout>".into(),
+        source,
+    })?;
     mlfusion_udf::start_python(cli.venv.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(error::Error::Runtime)?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cli.command {
             Command::Query(args) => commands::query::run(args).await,
             Command::Demo(args) => commands::demo::run(args).await,
             Command::Serve(args) => commands::serve::run(args).await,
         }
-    })
+    });
+    // A cancelled run may leave a model call on a blocking thread: don't wait for it.
+    runtime.shutdown_background();
+    result
 }

@@ -59,8 +59,12 @@ fn parse_body(name: &str, body: &str) -> Result<ModelRegistration> {
         return Ok(registration);
     }
     let bad = |m: String| DataFusionError::Plan(format!("function '{name}': {m}"));
-    let json: Value =
-        serde_json::from_str(body).map_err(|e| bad(format!("the body is not valid JSON: {e}")))?;
+    let json: Value = serde_json::from_str(body).map_err(|e| {
+        bad(format!(
+            "the body is not valid JSON: {}",
+            mlfusion_udf::limits::json_error(&e)
+        ))
+    })?;
     registration.uri = json
         .get("uri")
         .and_then(Value::as_str)

@@ -1,8 +1,11 @@
 //! Where query results go: a file (Parquet, CSV, JSON, JSON lines; streamed batch by
 //! batch), or stdout (a table, CSV, JSON or JSON lines).
 
+use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -123,6 +126,8 @@ pub async fn write_stream(
     };
     let staged = tempfile::Builder::new()
         .prefix(".mlfusion-")
+        // As any new file: 0666 less the umask (a temporary file would be 0600).
+        .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(dir)
         .map_err(write_err)?;
     let file = BufWriter::new(staged.reopen().map_err(write_err)?);
@@ -173,6 +178,41 @@ pub async fn render(mut stream: SendableRecordBatchStream, format: Format) -> Re
     }
     let bytes = sink.finish().map_err(encode)?;
     Ok(String::from_utf8_lossy(&bytes).trim_end().to_owned())
+}
+
+/// The process's standard output, kept for results alone (see [`keep_stdout_for_results`]).
+static RESULTS: OnceLock<File> = OnceLock::new();
+
+/// Keeps standard output for results: file descriptor 1 is copied for them, then
+/// pointed at stderr, so whatever else writes to it (a model's `print`, a native
+/// library's logging, in the engine's own interpreter) goes to stderr. Call once, before
+/// Python starts.
+#[allow(unsafe_code)]
+pub fn keep_stdout_for_results() -> std::io::Result<()> {
+    use std::os::fd::AsFd;
+    let results = std::io::stdout().as_fd().try_clone_to_owned()?;
+    // SAFETY: dup2 on two open descriptors of this process; nothing holds a Rust
+    // object that owns descriptor 1, which stays open (now as stderr).
+    if unsafe { libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let _ = RESULTS.set(File::from(results));
+    Ok(())
+}
+
+/// Prints `text` and a newline as a result: on the standard output the process started
+/// with.
+pub fn print_result(text: &str) {
+    let line = format!("{text}\n");
+    let written = match RESULTS.get() {
+        Some(mut out) => out.write_all(line.as_bytes()).and_then(|()| out.flush()),
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(line.as_bytes()).and_then(|()| out.flush())
+        }
+    };
+    // A closed pipe (`mlfusion query ... | head`) is no error of the query.
+    let _ = written;
 }
 
 /// A path for messages: as given, or absolute when it resolves.

@@ -184,8 +184,8 @@ pub fn model_registrations(
         let i = lookup("--params", name)?;
         let value: Value = serde_json::from_str(json).map_err(|e| Error::BadArgument {
             flag: "--params",
-            value: p.clone(),
-            message: e.to_string(),
+            value: mlfusion_udf::limits::abbreviate(p, 200),
+            message: mlfusion_udf::limits::json_error(&e),
         })?;
         out[i].params = Some(value);
     }

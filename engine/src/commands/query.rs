@@ -5,6 +5,7 @@
 use std::io::{IsTerminal, Read};
 use std::time::Instant;
 
+use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{DFParser, Statement};
 use rustyline::DefaultEditor;
@@ -12,14 +13,33 @@ use rustyline::error::ReadlineError;
 
 use crate::args::QueryArgs;
 use crate::error::{Error, Result};
-use crate::output::{Format, display_path, render, write_stream};
+use crate::output::{Format, display_path, print_result, render, write_stream};
 use crate::progress;
 use crate::session::{
     execute, load_models, model_registrations, new_context, register_table, split_assignment,
 };
+use crate::staging::stage_copy;
 
-/// Runs the statements; returns the text to print on stdout.
+/// Runs the statements; returns the text to print on stdout. Ctrl-C or SIGTERM cancels
+/// the run (an interactive session: the statement running), leaving no partial output.
 pub async fn run(args: QueryArgs) -> Result<String> {
+    args.session
+        .limits
+        .apply(crate::args::worker_count(args.session.workers))?;
+    let interactive = args.commands.is_empty()
+        && args.files.is_empty()
+        && args.sql.is_none()
+        && std::io::stdin().is_terminal();
+    if interactive {
+        return run_statements(args).await;
+    }
+    tokio::select! {
+        result = run_statements(args) => result,
+        signal = super::stop_signal() => Err(Error::Interrupted(signal)),
+    }
+}
+
+async fn run_statements(args: QueryArgs) -> Result<String> {
     let mut scripts = args.commands.clone();
     for file in &args.files {
         let text = std::fs::read_to_string(file).map_err(|source| Error::Read {
@@ -98,7 +118,15 @@ impl Runner<'_> {
     async fn run(&self, statement: Statement, last: bool) -> Result<Option<String>> {
         let plan = self.ctx.state().statement_to_plan(statement).await?;
         let returns_rows = !plan.schema().fields().is_empty();
-        let stream = execute(&self.ctx, plan, self.progress).await?;
+        let (plan, staged) = stage_copy(plan);
+        let mut stream = execute(&self.ctx, plan, self.progress).await?;
+        if let Some(staged) = staged {
+            // COPY: its files appear whole once it has succeeded, else not at all.
+            let schema = stream.schema();
+            let counts = datafusion::physical_plan::common::collect(stream).await?;
+            staged.commit()?;
+            stream = Box::pin(MemoryStream::try_new(counts, schema, None)?);
+        }
         match (&self.args.output, last) {
             (Some(path), true) => {
                 let written = write_stream(stream, path, self.args.format).await?;
@@ -153,8 +181,12 @@ impl Runner<'_> {
                     }
                     let _ = editor.add_history_entry(buffer.trim_end());
                     let sql = std::mem::take(&mut buffer);
-                    match self.run_script(&sql).await {
-                        Ok(out) => out.iter().for_each(|o| println!("{o}")),
+                    let ran = tokio::select! {
+                        ran = self.run_script(&sql) => ran,
+                        signal = super::stop_signal() => Err(Error::Interrupted(signal)),
+                    };
+                    match ran {
+                        Ok(out) => out.iter().for_each(|o| print_result(o)),
                         Err(e) => eprintln!("error: {}", e.report()),
                     }
                 }

@@ -3,20 +3,67 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Mutex;
 
-use mlfusion_flight::{Access, ServedModels};
+use mlfusion_flight::{Access, FlightServer, Limits, ServedModels};
+use mlfusion_udf::{ModelStore, PyModel};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use crate::args::{ServeArgs, model_store};
+use crate::args::{LimitArgs, ServeArgs, model_store, parse_duration, parse_size, worker_count};
 use crate::error::{Error, Result};
 use crate::session::{ModelRegistration, model_registrations};
 
 /// The `--config` file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ServeConfig {
     models: BTreeMap<String, ConfigModel>,
+    /// The limits of the command line's flags, by the flags' names; a flag wins.
+    #[serde(default)]
+    limits: ConfigLimits,
+}
+
+/// `limits:` of the `--config` file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ConfigLimits {
+    stream_idle_timeout: Option<String>,
+    shutdown_grace: Option<String>,
+    max_bindings: Option<usize>,
+    max_type_depth: Option<usize>,
+    predict_timeout: Option<String>,
+    worker_max_calls: Option<u64>,
+    worker_max_rss: Option<String>,
+}
+
+impl ConfigLimits {
+    /// `args` with every limit it leaves unset taken from the config file at `path`.
+    fn fill(self, path: &Path, args: &mut ServeArgs) -> Result<()> {
+        let bad = |message: String| Error::Config {
+            path: path.to_owned(),
+            message: format!("limits: {message}"),
+        };
+        let duration =
+            |d: Option<String>| d.as_deref().map(parse_duration).transpose().map_err(bad);
+        args.stream_idle_timeout = args
+            .stream_idle_timeout
+            .or(duration(self.stream_idle_timeout)?);
+        args.shutdown_grace = args.shutdown_grace.or(duration(self.shutdown_grace)?);
+        args.max_bindings = args.max_bindings.or(self.max_bindings);
+        let limits: &mut LimitArgs = &mut args.limits;
+        limits.max_type_depth = limits.max_type_depth.or(self.max_type_depth);
+        limits.predict_timeout = limits.predict_timeout.or(duration(self.predict_timeout)?);
+        limits.worker_max_calls = limits.worker_max_calls.or(self.worker_max_calls);
+        let rss = self
+            .worker_max_rss
+            .as_deref()
+            .map(parse_size)
+            .transpose()
+            .map_err(bad)?;
+        limits.worker_max_rss = limits.worker_max_rss.or(rss);
+        Ok(())
+    }
 }
 
 /// One model of the `--config` file.
@@ -29,8 +76,12 @@ struct ConfigModel {
 }
 
 /// Serves until a shutdown signal; returns the closing summary.
-pub async fn run(args: ServeArgs) -> Result<String> {
-    let registrations = registrations(&args)?;
+pub async fn run(mut args: ServeArgs) -> Result<String> {
+    let config = read_config(&args)?;
+    let config_path = args.config.clone().unwrap_or_default();
+    config.limits.fill(&config_path, &mut args)?;
+    let registrations = registrations(&args, config.models)?;
+    args.limits.apply(worker_count(args.workers))?;
     let access = Access {
         token: args
             .auth_token_file
@@ -42,57 +93,85 @@ pub async fn run(args: ServeArgs) -> Result<String> {
             _ => None,
         },
     };
-    let store = model_store(args.model_cache.as_deref(), args.workers);
-    let models = tokio::task::spawn_blocking(move || load(&store, registrations))
+    let store = model_store(args.model_cache.as_deref(), args.workers, &args.limits);
+    let max_bindings = args
+        .max_bindings
+        .unwrap_or(mlfusion_flight::models::DEFAULT_MAX_BINDINGS);
+    let models = tokio::task::spawn_blocking(move || load(&store, registrations, max_bindings))
         .await
         .map_err(|e| Error::Serve(Box::new(e)))??;
     let names = models.names().join(", ");
+    let unbound: Vec<String> = models
+        .iter()
+        .filter_map(|(_, m)| m.default_error().map(|e| e.replace('\n', " ")))
+        .collect();
     let address = format!("{}:{}", args.host, args.port);
     let listener = TcpListener::bind(&address)
         .await
         .map_err(|source| Error::Listen { address, source })?;
-    let local = listener
-        .local_addr()
+    let defaults = Limits::default();
+    let limits = Limits {
+        stream_idle_timeout: args
+            .stream_idle_timeout
+            .unwrap_or(defaults.stream_idle_timeout),
+        shutdown_grace: args.shutdown_grace.unwrap_or(defaults.shutdown_grace),
+    };
+    let token_required = access.token.is_some();
+    // TLS is set up (and a bad certificate refused) before the server is announced.
+    let server = FlightServer::new(models, listener, access, limits)
         .map_err(|e| Error::Serve(Box::new(e)))?;
-    let location = mlfusion_flight::location(local, access.tls.is_some());
+    let location = server.location().to_owned();
+    for error in unbound {
+        announce(&format!(
+            "mlfusion: warning: {error} (calls must pass a result_type)"
+        ));
+    }
     announce(&format!(
         "mlfusion: serving {names} at {location}{}",
-        if access.token.is_some() {
+        if token_required {
             " (token required)"
         } else {
             ""
         }
     ));
-    mlfusion_flight::serve(models, listener, access, shutdown_signal())
+    server
+        .run(async {
+            super::stop_signal().await;
+        })
         .await
         .map_err(|e| Error::Serve(Box::new(e)))?;
     Ok(format!("mlfusion: stopped serving {names} at {location}"))
 }
 
+/// The `--config` file, or an empty one.
+fn read_config(args: &ServeArgs) -> Result<ServeConfig> {
+    let Some(path) = &args.config else {
+        return Ok(ServeConfig::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.clone(),
+        source,
+    })?;
+    serde_saphyr::from_str(&text).map_err(|e| Error::Config {
+        path: path.clone(),
+        message: e.to_string(),
+    })
+}
+
 /// Models from `--config`, then `--model` flags; a name given twice is an error.
-fn registrations(args: &ServeArgs) -> Result<Vec<ModelRegistration>> {
-    let mut out = Vec::new();
-    if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let config: ServeConfig = serde_saphyr::from_str(&text).map_err(|e| Error::Config {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        out.extend(
-            config
-                .models
-                .into_iter()
-                .map(|(name, m)| ModelRegistration {
-                    name,
-                    uri: m.uri,
-                    result_type: m.result_type,
-                    params: None,
-                }),
-        );
-    }
+fn registrations(
+    args: &ServeArgs,
+    config: BTreeMap<String, ConfigModel>,
+) -> Result<Vec<ModelRegistration>> {
+    let mut out: Vec<ModelRegistration> = config
+        .into_iter()
+        .map(|(name, m)| ModelRegistration {
+            name,
+            uri: m.uri,
+            result_type: m.result_type,
+            params: None,
+        })
+        .collect();
     for m in model_registrations(&args.models, &args.result_types, &[])? {
         if out.iter().any(|o| o.name == m.name) {
             return Err(Error::BadArgument {
@@ -113,15 +192,43 @@ fn registrations(args: &ServeArgs) -> Result<Vec<ModelRegistration>> {
     Ok(out)
 }
 
-/// Loads every model and binds its default result type, so a bad model or result type
-/// fails at start rather than on a client's first call (blocking: runs Python).
+/// Loads every model, as many at once as there are cores, and binds its default result
+/// type, so a bad model or result type fails at start rather than on a client's first
+/// call (blocking: runs Python). The first failure, in the order given, is reported.
 fn load(
-    store: &mlfusion_udf::ModelStore,
+    store: &ModelStore,
     registrations: Vec<ModelRegistration>,
+    max_bindings: usize,
 ) -> Result<ServedModels> {
-    let mut models = ServedModels::default();
-    for r in registrations {
-        models.insert(store.load(&r.name, &r.uri)?, r.result_type)?;
+    let loaders = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(registrations.len())
+        .max(1);
+    let queue = Mutex::new(registrations.iter().enumerate());
+    let loaded: Vec<Mutex<Option<mlfusion_udf::Result<PyModel>>>> =
+        registrations.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..loaders {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                    let Some((i, r)) = next else { break };
+                    let model = store.load(&r.name, &r.uri);
+                    let failed = model.is_err();
+                    *loaded[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(model);
+                    if failed {
+                        break; // the server will not start: load nothing more
+                    }
+                }
+            });
+        }
+    });
+    let mut models = ServedModels::default().with_max_bindings(max_bindings);
+    for (r, model) in registrations.into_iter().zip(loaded) {
+        let model = model.into_inner().unwrap_or_else(|e| e.into_inner());
+        // A model not loaded comes after one that failed, which is reported first.
+        let Some(model) = model else { continue };
+        models.insert(model?, r.result_type)?;
     }
     Ok(models)
 }
@@ -149,19 +256,4 @@ fn read_token(path: &Path) -> Result<String> {
 #[allow(clippy::print_stderr)]
 fn announce(line: &str) {
     eprintln!("{line}");
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match terminate.as_mut() {
-                Some(s) => { s.recv().await; }
-                None => std::future::pending().await,
-            }
-        } => {}
-    }
 }

@@ -3,6 +3,8 @@
 
 mod cli;
 mod fixtures;
+mod hostile;
+mod limits;
 mod registry;
 mod scale;
 mod serve;
