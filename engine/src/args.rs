@@ -168,17 +168,21 @@ pub fn model_store(cache: Option<&Path>, workers: Option<usize>, limits: &LimitA
         .with_worker_limits(limits.worker_limits())
 }
 
-/// A duration: a number with a unit (`ms`, `s`, `m`, `h`), or plain seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
+/// `text` as a number and the unit after it (`"2.5GiB"`: 2.5, `"GiB"`).
+fn number_and_unit(text: &str) -> Option<(f64, &str)> {
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration like 30s, 500ms, 10m or 1h"))?;
-    let seconds = match unit.trim() {
+    Some((number.parse().ok()?, unit.trim()))
+}
+
+/// A duration: a number with a unit (`ms`, `s`, `m`, `h`), or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = number_and_unit(text)
+        .ok_or_else(|| format!("'{text}' is not a duration like 30s, 500ms, 10m or 1h"))?;
+    let seconds = match unit {
         "ms" => number / 1000.0,
         "" | "s" => number,
         "m" | "min" => number * 60.0,
@@ -191,14 +195,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// A size in bytes: a number with a unit (`KB`, `MB`, `GB`, `KiB`, `MiB`, `GiB`), or bytes.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size like 2GiB or 800MB"))?;
-    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+    let (number, unit) = number_and_unit(text)
+        .ok_or_else(|| format!("'{text}' is not a size like 2GiB or 800MB"))?;
+    let scale: f64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "kb" | "k" => 1e3,
         "mb" | "m" => 1e6,
@@ -276,4 +275,22 @@ pub struct ServeArgs {
     pub max_bindings: Option<usize>,
     #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_parse_with_units() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3 fortnights").is_err());
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("800MB"), Ok(800_000_000));
+        assert!(parse_size("big").is_err());
+    }
 }

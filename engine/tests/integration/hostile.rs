@@ -181,6 +181,50 @@ async fn assert_healthy(server: &Server, after: &str) {
     );
 }
 
+/// An exchange that sends its descriptor and schema, then nothing: the sender (to keep
+/// the request open) and the answers.
+async fn stall(
+    server: &Server,
+) -> (
+    futures::channel::mpsc::Sender<FlightData>,
+    tonic::Streaming<FlightData>,
+) {
+    let mut client = server.client().await;
+    let (mut requests, outgoing) = futures::channel::mpsc::channel::<FlightData>(4);
+    let schema = messages(r#"{"model": "adder"}"#, &[ids(0, 3)]).remove(0);
+    requests.send(schema).await.expect("send schema");
+    let answers = client
+        .do_exchange(outgoing)
+        .await
+        .expect("exchange")
+        .into_inner();
+    (requests, answers)
+}
+
+/// What `ListFlights` answers, each listing a success.
+async fn list_flights(server: &Server) -> Vec<arrow_flight::FlightInfo> {
+    let mut client = server.client().await;
+    let listed: Vec<_> = client
+        .list_flights(Criteria::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .collect()
+        .await;
+    listed.into_iter().map(|i| i.expect("info")).collect()
+}
+
+/// The status a stream ends with, once its messages are read.
+async fn final_status(answers: &mut tonic::Streaming<FlightData>) -> Status {
+    loop {
+        match answers.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => return status,
+        }
+    }
+}
+
 fn nested(n: usize) -> String {
     format!("{}double{}", "array<".repeat(n), ">".repeat(n))
 }
@@ -351,22 +395,8 @@ async fn hostile_input_never_stops_the_server() {
 
     // A stalled client (schema sent, then nothing) is ended after the idle timeout.
     let started = Instant::now();
-    let mut client = server.client().await;
-    let (mut requests, outgoing) = futures::channel::mpsc::channel::<FlightData>(4);
-    let mut stalled = messages(r#"{"model": "adder"}"#, &[ids(0, 3)]);
-    requests.send(stalled.remove(0)).await.expect("send schema");
-    let mut answers = client
-        .do_exchange(outgoing)
-        .await
-        .expect("exchange")
-        .into_inner();
-    let ended = loop {
-        match answers.message().await {
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("a stalled stream ends with a status"),
-            Err(status) => break status,
-        }
-    };
+    let (requests, mut answers) = stall(&server).await;
+    let ended = final_status(&mut answers).await;
     assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended}");
     assert!(ended.message().contains("--stream-idle-timeout"), "{ended}");
     assert!(started.elapsed() < Duration::from_secs(20));
@@ -423,15 +453,7 @@ async fn hostile_input_never_stops_the_server() {
     // No local path of the server is shown to clients.
     let text = listing.to_string();
     assert!(!text.contains(&test_model("adder")), "{text}");
-    let infos: Vec<_> = client
-        .list_flights(Criteria::default())
-        .await
-        .expect("list")
-        .into_inner()
-        .collect()
-        .await;
-    for info in infos {
-        let info = info.expect("info");
+    for info in list_flights(&server).await {
         assert!(!String::from_utf8_lossy(&info.app_metadata).contains(&test_model("adder")));
     }
     assert_healthy(&server, "many bindings").await;
@@ -443,24 +465,10 @@ async fn sigterm_ends_open_streams_after_the_grace_period_and_exits_0() {
     let adder = format!("adder={}", test_model("adder"));
     let mut server = Server::start(dir.path(), &["--model", &adder, "--shutdown-grace", "2s"]);
     assert_healthy(&server, "start").await;
-    let mut client = server.client().await;
-    let (mut requests, outgoing) = futures::channel::mpsc::channel::<FlightData>(4);
-    let mut stalled = messages(r#"{"model": "adder"}"#, &[ids(0, 3)]);
-    requests.send(stalled.remove(0)).await.expect("send schema");
-    let mut answers = client
-        .do_exchange(outgoing)
-        .await
-        .expect("exchange")
-        .into_inner();
+    let (requests, mut answers) = stall(&server).await;
     let started = Instant::now();
     server.signal(libc::SIGTERM);
-    let ended = loop {
-        match answers.message().await {
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("a cancelled stream ends with a status"),
-            Err(status) => break status,
-        }
-    };
+    let ended = final_status(&mut answers).await;
     assert_eq!(ended.code(), Code::Unavailable, "{ended}");
     assert!(
         ended.message().contains("the server is stopping"),
@@ -560,15 +568,10 @@ signature:
     .await
     .expect("an explicit result type works");
     assert_eq!(predictions(&answer)[0].num_rows(), 3);
-    let mut client = server.client().await;
-    let listed: Vec<_> = client
-        .list_flights(Criteria::default())
-        .await
-        .expect("list")
-        .into_inner()
-        .collect()
-        .await;
-    assert_eq!(listed.len(), 2, "both models are listed");
-    assert!(listed.iter().all(Result::is_ok));
+    assert_eq!(
+        list_flights(&server).await.len(),
+        2,
+        "both models are listed"
+    );
     assert_healthy(&server, "a model without a default").await;
 }
