@@ -8,5 +8,7 @@ scripts/venv.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
-cargo build --locked --bin mlfusion
+# `cargo test` has built target/debug/mlfusion (the integration tests run it), which the
+# shim's tests use. A separate `cargo build` would resolve features without the
+# dev-dependencies' (rand's `std` through proptest and sqllogictest) and rebuild DataFusion.
 .venv/bin/python -m pytest python-shim/tests
