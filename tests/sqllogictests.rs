@@ -14,7 +14,8 @@ use async_trait::async_trait;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use mlfusion_engine::args::SessionArgs;
-use mlfusion_engine::session::{ModelRegistration, new_context, register_models};
+use mlfusion_engine::registration::{ModelRegistration, register_models};
+use mlfusion_engine::session::new_context;
 use sqllogictest::{DBOutput, DefaultColumnType};
 
 /// (SQL name, model directory under testdata/models, result type, params JSON).
@@ -68,7 +69,7 @@ impl ModelDb {
                 params: params.map(|p| serde_json::from_str(p).expect("valid params JSON")),
             })
             .collect();
-        register_models(&ctx, &settings.model_store(), &models)
+        register_models(&ctx, &settings.model_loader(), &models)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(Self { ctx })
     }

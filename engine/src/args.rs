@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use mlfusion_udf::{ModelStore, WorkerLimits};
+use mlfusion_udf::{ModelLoader, ModelStore, WorkerLimits};
 
+use crate::error::Error;
 use crate::output::Format;
 
 /// Batch inference for MLflow models in SQL.
@@ -95,9 +96,9 @@ pub struct SessionArgs {
 }
 
 impl SessionArgs {
-    /// The model store of `--model-cache`, `--workers` and the worker limits.
-    pub fn model_store(&self) -> ModelStore {
-        model_store(self.model_cache.as_deref(), self.workers, &self.limits)
+    /// The model loader of `--model-cache`, `--workers` and the worker limits.
+    pub fn model_loader(&self) -> ModelLoader {
+        model_loader(self.model_cache.as_deref(), self.workers, &self.limits)
     }
 }
 
@@ -132,13 +133,13 @@ impl LimitArgs {
 
     /// Applies the process-wide limits and checks that the others can be enforced with
     /// `workers` worker processes per model.
-    pub fn apply(&self, workers: usize) -> Result<(), crate::error::Error> {
+    pub fn apply(&self, workers: usize) -> Result<(), Error> {
         mlfusion_udf::limits::set_max_type_depth(
             self.max_type_depth
                 .unwrap_or(mlfusion_udf::limits::DEFAULT_MAX_TYPE_DEPTH),
         );
         if workers == 0 && self.predict_timeout.is_some() {
-            return Err(crate::error::Error::BadArgument {
+            return Err(Error::BadArgument {
                 flag: "--predict-timeout",
                 value: format!("{:?}", self.predict_timeout.unwrap_or_default()),
                 message: "a call in the engine's own interpreter (--workers 0) cannot be stopped\nhint: run models in worker processes (--workers 1 or more)".into(),
@@ -153,17 +154,21 @@ pub fn worker_count(workers: Option<usize>) -> usize {
     workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
-/// The model store caching in `cache` (by default `~/.cache/mlfusion/models`), loading
-/// models into `workers` processes (by default one per available core) bounded by
-/// `limits`.
-pub fn model_store(cache: Option<&Path>, workers: Option<usize>, limits: &LimitArgs) -> ModelStore {
+/// The model loader caching downloads in `cache` (by default `~/.cache/mlfusion/models`),
+/// loading models into `workers` processes (by default one per available core) bounded
+/// by `limits`.
+pub fn model_loader(
+    cache: Option<&Path>,
+    workers: Option<usize>,
+    limits: &LimitArgs,
+) -> ModelLoader {
     let dir = cache.map(Path::to_path_buf).unwrap_or_else(|| {
         dirs::cache_dir()
             .unwrap_or_else(std::env::temp_dir)
             .join("mlfusion")
             .join("models")
     });
-    ModelStore::new(dir)
+    ModelLoader::new(ModelStore::new(dir))
         .with_workers(worker_count(workers))
         .with_worker_limits(limits.worker_limits())
 }
@@ -212,6 +217,21 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         }
     };
     Ok((number * scale) as u64)
+}
+
+/// Splits `NAME=VALUE` flag values.
+pub fn split_assignment<'a>(
+    flag: &'static str,
+    value: &'a str,
+) -> Result<(&'a str, &'a str), Error> {
+    match value.split_once('=') {
+        Some((name, rest)) if !name.is_empty() && !rest.is_empty() => Ok((name, rest)),
+        _ => Err(Error::BadArgument {
+            flag,
+            value: value.to_owned(),
+            message: "expected NAME=VALUE".into(),
+        }),
+    }
 }
 
 /// `mlfusion demo`.

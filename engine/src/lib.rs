@@ -5,7 +5,8 @@
 //!
 //! ```no_run
 //! use mlfusion_engine::args::SessionArgs;
-//! use mlfusion_engine::session::{ModelRegistration, new_context, register_models};
+//! use mlfusion_engine::registration::{ModelRegistration, register_models};
+//! use mlfusion_engine::session::new_context;
 //!
 //! # async fn example() -> mlfusion_engine::error::Result<()> {
 //! mlfusion_udf::start_python(None)?; // once, before the tokio runtime starts
@@ -15,7 +16,7 @@
 //!     limits: Default::default(),
 //! };
 //! let ctx = new_context(&settings)?;
-//! register_models(&ctx, &settings.model_store(), &[ModelRegistration {
+//! register_models(&ctx, &settings.model_loader(), &[ModelRegistration {
 //!     name: "churn".into(), uri: "models:/churn@champion".into(), result_type: None, params: None,
 //! }])?;
 //! let df = ctx.sql("SELECT churn(tenure_months, monthly_charges, support_calls) FROM 'customers.parquet'").await?;
@@ -28,6 +29,7 @@ pub mod error;
 pub mod model_functions;
 pub mod output;
 pub mod progress;
+pub mod registration;
 pub mod session;
 pub mod staging;
 

@@ -22,10 +22,10 @@ use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::{FunctionFactory, RegisterFunction, SessionState};
 use datafusion::logical_expr::{CreateFunction, Expr};
-use mlfusion_udf::{ModelStore, PyModelUdf, SparkType};
+use mlfusion_udf::{ModelLoader, PyModelUdf, SparkType};
 use serde_json::Value;
 
-use crate::session::{ModelRegistration, model_udf};
+use crate::registration::{ModelRegistration, model_udf};
 
 /// The `LANGUAGE` of model functions.
 pub const LANGUAGE: &str = "mlflow";
@@ -35,13 +35,13 @@ pub const LANGUAGE: &str = "mlflow";
 /// optional `result_type` (Spark DDL) and `params`.
 #[derive(Debug)]
 pub struct ModelFunctionFactory {
-    store: ModelStore,
+    loader: ModelLoader,
 }
 
 impl ModelFunctionFactory {
-    /// A factory loading models through `store`.
-    pub fn new(store: ModelStore) -> Self {
-        Self { store }
+    /// A factory loading models through `loader`.
+    pub fn new(loader: ModelLoader) -> Self {
+        Self { loader }
     }
 }
 
@@ -136,8 +136,8 @@ impl FunctionFactory for ModelFunctionFactory {
             );
         }
         // Loading runs Python: keep it off the async workers.
-        let store = self.store.clone();
-        let udf = tokio::task::spawn_blocking(move || model_udf(&store, &registration))
+        let loader = self.loader.clone();
+        let udf = tokio::task::spawn_blocking(move || model_udf(&loader, &registration))
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?
             .map_err(|e| DataFusionError::External(Box::new(e)))?;

@@ -7,15 +7,11 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use mlfusion_udf::params::validate_params;
-use mlfusion_udf::{ModelMetrics, PyModel, ResultType, Scorer};
+use mlfusion_udf::{Binding, ModelMetrics, PyModel, Scorer};
 use tonic::Status;
 
 /// The default of [`ServedModels::with_max_bindings`].
 pub const DEFAULT_MAX_BINDINGS: usize = 64;
-
-/// What makes two bindings the same: the result type and the params `predict` gets.
-type BindingKey = (ResultType, Option<String>);
 
 /// One served model and its bindings.
 #[derive(Debug)]
@@ -25,7 +21,7 @@ pub struct ServedModel {
     /// Why the default binding failed, if it did: calls that rely on it fail with this.
     default_error: Option<String>,
     /// Most recently used last.
-    bindings: Mutex<VecDeque<(BindingKey, Arc<Scorer>)>>,
+    bindings: Mutex<VecDeque<(Binding, Arc<Scorer>)>>,
     max_bindings: usize,
     /// Counters over every stream that used the model.
     pub metrics: ModelMetrics,
@@ -61,17 +57,13 @@ impl ServedModel {
         {
             return Err(Status::invalid_argument(error.clone()));
         }
-        let signature = &self.model.mlmodel().signature;
-        let key = ResultType::resolve(result_type, signature.outputs.as_ref())
-            .and_then(|t| {
-                let validated =
-                    validate_params(self.model.name(), params, signature.params.as_deref())?;
-                Ok((t, validated.map(|p| p.to_string())))
-            })
+        let binding = self
+            .model
+            .binding(result_type, params)
             .map_err(|e| self.status(&e))?;
         {
             let mut bindings = self.lock();
-            if let Some(i) = bindings.iter().position(|(k, _)| *k == key) {
+            if let Some(i) = bindings.iter().position(|(b, _)| *b == binding) {
                 let entry = bindings.remove(i).expect("found");
                 let scorer = Arc::clone(&entry.1);
                 bindings.push_back(entry);
@@ -80,15 +72,15 @@ impl ServedModel {
         }
         let scorer = self
             .model
-            .scorer(result_type, params)
+            .bind(binding.clone())
             .map(Arc::new)
             .map_err(|e| self.status(&e))?;
         let mut bindings = self.lock();
-        if !bindings.iter().any(|(k, _)| *k == key) {
+        if !bindings.iter().any(|(b, _)| *b == binding) {
             if bindings.len() >= self.max_bindings {
                 bindings.pop_front();
             }
-            bindings.push_back((key, Arc::clone(&scorer)));
+            bindings.push_back((binding, Arc::clone(&scorer)));
         }
         Ok(scorer)
     }
@@ -98,7 +90,7 @@ impl ServedModel {
         Status::invalid_argument(named(self.model.name(), &e.to_string()))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(BindingKey, Arc<Scorer>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(Binding, Arc<Scorer>)>> {
         self.bindings.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -147,11 +139,8 @@ impl ServedModels {
         let model = Arc::new(model);
         let (bindings, default_error) = match model.scorer(default_result_type.as_deref(), None) {
             Ok(scorer) => {
-                let key = (
-                    scorer.resolved_result_type().clone(),
-                    scorer.params().map(ToString::to_string),
-                );
-                (VecDeque::from([(key, Arc::new(scorer))]), None)
+                let binding = scorer.binding().clone();
+                (VecDeque::from([(binding, Arc::new(scorer))]), None)
             }
             Err(e) if default_result_type.is_some() => return Err(e),
             Err(e) => (VecDeque::new(), Some(named(model.name(), &e.to_string()))),

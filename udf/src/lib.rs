@@ -3,19 +3,36 @@
 //! MLflow `python_function` ("pyfunc") models as DataFusion scalar UDFs, returning exactly
 //! what `mlflow.pyfunc.spark_udf` returns for the same model, input and `result_type`.
 //!
-//! - [`mlmodel`]: the `MLmodel` manifest; [`signature`]: column / tensor / params schemas.
-//! - [`result_type`]: Spark DDL result types, validation, defaults from the output schema.
-//! - [`enforce`]: naming and enforcing the model input on Arrow, before Python sees it.
-//! - [`params`]: inference params against the params schema.
-//! - [`limits`]: how much nesting and how many bindings user and network input may ask for.
-//! - [`runtime`]: the embedded CPython (pyo3), pointed at a venv.
-//! - [`store`]: model URIs (paths, `runs:/`, `models:/`, ...) and the download cache.
-//! - [`model`]: loading a model once and scoring Arrow batches through it;
-//!   [`workers`]: Python worker processes scoring a model on every core.
-//! - [`scalar`]: the [`ScalarUDFImpl`](datafusion::logical_expr::ScalarUDFImpl).
-//! - [`call_metrics`]: per-query model metrics for `EXPLAIN ANALYZE` and progress bars;
-//!   [`call_placement`]: each model call evaluated once per row, in a projection;
-//!   [`model_batches`]: model calls get batches of the session batch size.
+//! Three parts, each importing only the ones before it:
+//!
+//! - [`pyfunc`]: the MLflow pyfunc format as data — the `MLmodel` manifest, signatures,
+//!   params, Spark result types, input enforcement on Arrow. No Python, no DataFusion.
+//! - [`python`]: running models — the embedded CPython, models loaded in it or in worker
+//!   processes, [`Scorer`]s calling `predict`, model URIs resolved through MLflow. No SQL.
+//! - [`plan`]: models in DataFusion plans — [`PyModelUdf`] and the rules placing,
+//!   batching and counting model calls.
+//!
+//! Beside them, [`error`] (the crate's one error type) and [`limits`] (how much nesting
+//! user and network input may ask for).
+//!
+//! ## The data path
+//!
+//! A batch read from Parquet reaches the model like this:
+//!
+//! 1. **plan**: [`ModelBatchesExec`] coalesces short batches to the session batch size;
+//!    [`ModelCallsExec`] evaluates the projection calling the model, several batches in
+//!    flight; [`PyModelUdf::invoke_with_args`](datafusion::logical_expr::ScalarUDFImpl::invoke_with_args)
+//!    gets the argument arrays.
+//! 2. **input enforcement** ([`pyfunc::enforce`]): the arrays become an
+//!    [`InputFrame`](pyfunc::enforce::InputFrame), columns named by call form and cast
+//!    to the signature's types.
+//! 3. **Python** ([`Scorer::predict`]): the frame goes to the embedded interpreter or,
+//!    as Arrow IPC, to a worker process ([`WorkerPool`]); the bridge (`bridge.py`)
+//!    builds the pandas frame and calls `predict`.
+//! 4. **result coercion**: the bridge coerces the prediction to the result type as
+//!    `spark_udf` does and returns Arrow; [`Scorer::predict`] checks the row count and
+//!    casts to the UDF's return type.
+//! 5. **back** to the plan: one prediction per input row, in order.
 //!
 //! It does not know about SQL sessions, files or servers; the `mlfusion-engine` crate does.
 //!
@@ -35,30 +52,21 @@
 //! Threading: Python is attached only around a model call. Never call into DataFusion
 //! (`collect`, `block_on`) from a thread that holds the GIL.
 
-pub mod call_metrics;
-pub mod call_placement;
-pub mod enforce;
 pub mod error;
 pub mod limits;
-pub mod mlmodel;
-pub mod model;
-pub mod model_batches;
-pub mod params;
-pub mod result_type;
-pub mod runtime;
-pub mod scalar;
-pub mod signature;
-pub mod store;
-pub mod workers;
+pub mod plan;
+pub mod pyfunc;
+pub mod python;
 
-pub use call_metrics::{ModelCallsExec, ModelMetrics, ModelMetricsRule};
-pub use call_placement::ModelCallsOnce;
 pub use error::{Error, Result};
-pub use mlmodel::MlModel;
-pub use model::{PyModel, Scorer};
-pub use model_batches::{ModelBatchesExec, ModelBatchesRule};
-pub use result_type::{ResultType, SparkType};
-pub use runtime::start_python;
-pub use scalar::{ModelCallRewrites, PyModelUdf};
-pub use store::{ModelStore, ResolvedUri};
-pub use workers::{WorkerLimits, WorkerPool};
+pub use plan::call_forms::ModelCallRewrites;
+pub use plan::call_metrics::{ModelCallsExec, ModelMetricsRule};
+pub use plan::call_placement::ModelCallsOnce;
+pub use plan::model_batches::{ModelBatchesExec, ModelBatchesRule};
+pub use plan::scalar::PyModelUdf;
+pub use pyfunc::mlmodel::MlModel;
+pub use pyfunc::result_type::{ResultType, SparkType};
+pub use python::{
+    Binding, ModelLoader, ModelMetrics, ModelStore, PyModel, ResolvedUri, Scorer, WorkerLimits,
+    WorkerPool, start_python,
+};

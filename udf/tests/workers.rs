@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array};
 use arrow::datatypes::Float64Type;
-use mlfusion_udf::enforce::build_input;
+use mlfusion_udf::pyfunc::enforce::build_input;
 use mlfusion_udf::{ModelMetrics, PyModel, Scorer};
 
 fn model_dir(name: &str) -> PathBuf {

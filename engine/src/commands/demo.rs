@@ -12,7 +12,8 @@ use crate::args::DemoArgs;
 use crate::error::{Error, Result};
 use crate::output::{Format, display_path, render, write_stream};
 use crate::progress;
-use crate::session::{ModelRegistration, execute, load_models, new_context, register_table};
+use crate::registration::{ModelRegistration, load_models};
+use crate::session::{execute, new_context, register_table};
 
 /// The bundled model: (path inside the model directory, contents).
 const MODEL_FILES: [(&str, &str); 3] = [
@@ -63,7 +64,7 @@ pub async fn run(args: DemoArgs) -> Result<String> {
         result_type: None,
         params: None,
     };
-    load_models(&ctx, &args.session.model_store(), vec![model]).await?;
+    load_models(&ctx, &args.session.model_loader(), vec![model]).await?;
     let started = std::time::Instant::now();
     let plan = ctx.state().create_logical_plan(DEMO_SQL).await?;
     let stream = execute(&ctx, plan, progress::wanted(args.session.quiet)).await?;

@@ -11,13 +11,12 @@ use datafusion::sql::parser::{DFParser, Statement};
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 
-use crate::args::QueryArgs;
+use crate::args::{QueryArgs, split_assignment};
 use crate::error::{Error, Result};
 use crate::output::{Format, display_path, print_result, render, write_stream};
 use crate::progress;
-use crate::session::{
-    execute, load_models, model_registrations, new_context, register_table, split_assignment,
-};
+use crate::registration::{load_models, model_registrations};
+use crate::session::{execute, new_context, register_table};
 use crate::staging::stage_copy;
 
 /// Runs the statements; returns the text to print on stdout. Ctrl-C or SIGTERM cancels
@@ -67,7 +66,7 @@ async fn run_statements(args: QueryArgs) -> Result<String> {
         register_table(&ctx, name, path).await?;
     }
     let started = Instant::now();
-    load_models(&ctx, &args.session.model_store(), models).await?;
+    load_models(&ctx, &args.session.model_loader(), models).await?;
     timing(&args, "models loaded", started);
     let runner = Runner {
         ctx,

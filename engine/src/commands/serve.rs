@@ -6,13 +6,13 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use mlfusion_flight::{Access, FlightServer, Limits, ServedModels};
-use mlfusion_udf::{ModelStore, PyModel};
+use mlfusion_udf::{ModelLoader, PyModel};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use crate::args::{LimitArgs, ServeArgs, model_store, parse_duration, parse_size, worker_count};
+use crate::args::{LimitArgs, ServeArgs, model_loader, parse_duration, parse_size, worker_count};
 use crate::error::{Error, Result};
-use crate::session::{ModelRegistration, model_registrations};
+use crate::registration::{ModelRegistration, model_registrations};
 
 /// The `--config` file.
 #[derive(Debug, Default, Deserialize)]
@@ -93,11 +93,11 @@ pub async fn run(mut args: ServeArgs) -> Result<String> {
             _ => None,
         },
     };
-    let store = model_store(args.model_cache.as_deref(), args.workers, &args.limits);
+    let loader = model_loader(args.model_cache.as_deref(), args.workers, &args.limits);
     let max_bindings = args
         .max_bindings
         .unwrap_or(mlfusion_flight::models::DEFAULT_MAX_BINDINGS);
-    let models = tokio::task::spawn_blocking(move || load(&store, registrations, max_bindings))
+    let models = tokio::task::spawn_blocking(move || load(&loader, registrations, max_bindings))
         .await
         .map_err(|e| Error::Serve(Box::new(e)))??;
     let names = models.names().join(", ");
@@ -196,7 +196,7 @@ fn registrations(
 /// type, so a bad model or result type fails at start rather than on a client's first
 /// call (blocking: runs Python). The first failure, in the order given, is reported.
 fn load(
-    store: &ModelStore,
+    loader: &ModelLoader,
     registrations: Vec<ModelRegistration>,
     max_bindings: usize,
 ) -> Result<ServedModels> {
@@ -213,7 +213,7 @@ fn load(
                 loop {
                     let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
                     let Some((i, r)) = next else { break };
-                    let model = store.load(&r.name, &r.uri);
+                    let model = loader.load(&r.name, &r.uri);
                     let failed = model.is_err();
                     *loaded[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(model);
                     if failed {

@@ -16,7 +16,7 @@ use arrow::compute::{CastOptions, cast, cast_with_options};
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, TimeUnit};
 
 use crate::error::{Error, Result};
-use crate::signature::{ColSpec, ColType, MlflowType, Schema};
+use crate::pyfunc::signature::{ColSpec, ColType, MlflowType, Schema};
 
 /// The label of a frame column: a name, or an integer for an unnamed signature.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -25,9 +25,9 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use serde_json::{Value, json};
 
-use crate::enforce::{InputFrame, Label};
 use crate::error::{Error, Result};
-use crate::model::abridge_traceback;
+use crate::pyfunc::enforce::{InputFrame, Label};
+use crate::python::exception::reported_error;
 
 /// The worker program: the bridge, then the request loop.
 const WORKER_SOURCE: &str = concat!(include_str!("bridge.py"), include_str!("worker.py"));
@@ -352,13 +352,13 @@ fn python_error(model: &str, header: &Value) -> Option<Error> {
         return None;
     }
     let error = &header["error"];
-    let text = |key: &str| error[key].as_str().unwrap_or_default().to_owned();
-    Some(Error::Python {
-        model: model.to_owned(),
-        stage: text("stage"),
-        exception: text("exception"),
-        traceback: abridge_traceback(&text("traceback")),
-    })
+    let text = |key: &str| error[key].as_str().unwrap_or_default();
+    Some(reported_error(
+        model,
+        text("stage"),
+        text("exception"),
+        text("traceback"),
+    ))
 }
 
 /// A running worker and its pipes.

@@ -8,7 +8,7 @@
 //! that needs the same call reads the same column when only filters, sorts, limits and
 //! column lists lie in between, so `SELECT m(x) AS p FROM t WHERE m(x) > 0.5` or
 //! `SELECT m(x)['a'], m(x)['b']` score every row once. Calls then run only in
-//! projections, which [`crate::call_metrics::ModelMetricsRule`] instruments.
+//! projections, which [`crate::plan::call_metrics::ModelMetricsRule`] instruments.
 //!
 //! A filter above such a projection runs below it when it reads only columns the
 //! projection passes through, so the model scores only the rows that pass: DataFusion's
@@ -25,7 +25,7 @@ use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
 use datafusion::logical_expr::{Expr, Filter, LogicalPlan, Projection};
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
-use crate::scalar::PyModelUdf;
+use crate::plan::scalar::PyModelUdf;
 
 /// The logical optimizer rule (see the module docs); register it after DataFusion's rules.
 #[derive(Debug, Default)]

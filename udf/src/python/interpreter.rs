@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
 use crate::error::{Error, Result};
+use crate::python::exception::format_py_err;
 
 /// The venv the binary was built against (`PYO3_PYTHON` from `.cargo/config.toml`).
 const BUILD_PYTHON: Option<&str> = option_env!("PYO3_PYTHON");
@@ -127,7 +128,7 @@ pub(crate) fn bridge(py: Python<'_>) -> Result<&Bound<'_, PyModule>> {
         .map_err(|e| Error::Interpreter {
             message: format!(
                 "cannot import the mlfusion bridge (numpy, pandas and pyarrow are required): {}",
-                crate::model::format_py_err(py, &e).0
+                format_py_err(py, &e).0
             ),
         })?;
     let _ = BRIDGE.set(module.unbind());

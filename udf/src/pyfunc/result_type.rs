@@ -8,7 +8,7 @@ use arrow::datatypes::{DataType, Field, Fields};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::signature::{ColType, MlflowType, Schema};
+use crate::pyfunc::signature::{ColType, MlflowType, Schema};
 
 /// A Spark SQL data type, as far as `spark_udf` results go.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -28,7 +28,7 @@ use datafusion::physical_plan::filter_pushdown::{
     ChildPushdownResult, FilterDescription, FilterPushdownPhase, FilterPushdownPropagation,
 };
 use datafusion::physical_plan::metrics::{
-    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricValue, MetricsSet, Time,
+    ExecutionPlanMetricsSet, MetricBuilder, MetricValue, MetricsSet,
 };
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use datafusion::physical_plan::statistics::{ChildStats, StatisticsArgs, StatisticsContext};
@@ -38,51 +38,8 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use crate::scalar::PyModelUdf;
-
-/// Counters of one model at one call site, shared with the UDF that updates them.
-#[derive(Debug, Clone, Default)]
-pub struct ModelMetrics {
-    /// Rows scored.
-    pub rows: Count,
-    /// Batches scored (model calls).
-    pub batches: Count,
-    /// Time inside the model's `predict`.
-    pub predict_time: Time,
-    /// Time preparing the input and converting the prediction (Rust and Python).
-    pub convert_time: Time,
-    /// Time a batch waited for the interpreter before it could be scored.
-    pub queued_time: Time,
-}
-
-impl ModelMetrics {
-    /// Fresh counters, registered in `set` as `rows_scored[<model>]`, ... (`EXPLAIN
-    /// ANALYZE` shows metrics by name, so the name carries the model).
-    pub fn register(set: &ExecutionPlanMetricsSet, model: &str) -> Self {
-        let metrics = Self::default();
-        let name = |metric: &str| -> Cow<'static, str> { format!("{metric}[{model}]").into() };
-        let add = |value: MetricValue| MetricBuilder::new(set).build(value);
-        add(MetricValue::Count {
-            name: name("rows_scored"),
-            count: metrics.rows.clone(),
-        });
-        add(MetricValue::Count {
-            name: name("batches_scored"),
-            count: metrics.batches.clone(),
-        });
-        for (metric, time) in [
-            ("predict_time", &metrics.predict_time),
-            ("convert_time", &metrics.convert_time),
-            ("queued_time", &metrics.queued_time),
-        ] {
-            add(MetricValue::Time {
-                name: name(metric),
-                time: time.clone(),
-            });
-        }
-        metrics
-    }
-}
+use crate::plan::scalar::PyModelUdf;
+use crate::python::ModelMetrics;
 
 /// Instruments model calls in projections and filters (see the module docs). Runs
 /// before DataFusion's own rules: the counting calls then travel with the expressions
@@ -148,6 +105,33 @@ impl PhysicalOptimizerRule for ModelMetricsRule {
     }
 }
 
+/// Fresh counters, registered in `set` as `rows_scored[<model>]`, ... (`EXPLAIN ANALYZE`
+/// shows metrics by name, so the name carries the model).
+fn register(set: &ExecutionPlanMetricsSet, model: &str) -> ModelMetrics {
+    let metrics = ModelMetrics::default();
+    let name = |metric: &str| -> Cow<'static, str> { format!("{metric}[{model}]").into() };
+    let add = |value: MetricValue| MetricBuilder::new(set).build(value);
+    add(MetricValue::Count {
+        name: name("rows_scored"),
+        count: metrics.rows.clone(),
+    });
+    add(MetricValue::Count {
+        name: name("batches_scored"),
+        count: metrics.batches.clone(),
+    });
+    for (metric, time) in [
+        ("predict_time", &metrics.predict_time),
+        ("convert_time", &metrics.convert_time),
+        ("queued_time", &metrics.queued_time),
+    ] {
+        add(MetricValue::Time {
+            name: name(metric),
+            time: time.clone(),
+        });
+    }
+    metrics
+}
+
 /// Evaluates a projection's expressions on one batch.
 fn project(
     batch: &RecordBatch,
@@ -182,7 +166,7 @@ fn instrument(
             let name = call.name();
             let metrics = models
                 .entry(name.to_owned())
-                .or_insert_with(|| ModelMetrics::register(set, name))
+                .or_insert_with(|| register(set, name))
                 .clone();
             let counted = udf.with_metrics(metrics).into_udf();
             Ok(Transformed::yes(Arc::new(ScalarFunctionExpr::new(

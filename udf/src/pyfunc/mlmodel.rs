@@ -6,8 +6,8 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::params::check_defaults;
-use crate::signature::{ModelSignature, ParamSpec, Schema};
+use crate::pyfunc::params::check_defaults;
+use crate::pyfunc::signature::{ModelSignature, ParamSpec, Schema};
 
 /// Name of the manifest inside a model directory.
 pub const MLMODEL_FILE: &str = "MLmodel";
@@ -267,7 +267,7 @@ fn escapes(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signature::{ColType, MlflowType};
+    use crate::pyfunc::signature::{ColType, MlflowType};
 
     const SKLEARN: &str = r#"
 artifact_path: model

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::signature::{MlflowType, ParamSpec};
+use crate::pyfunc::signature::{MlflowType, ParamSpec};
 
 /// Validates `given` against `schema` and returns what the model's `predict` receives:
 /// - no params schema: `None` when nothing was given, else `{}` (given params are ignored);

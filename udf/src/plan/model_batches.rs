@@ -30,7 +30,7 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use crate::scalar::PyModelUdf;
+use crate::plan::scalar::PyModelUdf;
 
 /// The physical optimizer rule (see the module docs).
 #[derive(Debug, Default)]

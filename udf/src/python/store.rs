@@ -7,16 +7,13 @@ use std::path::{Path, PathBuf};
 use pyo3::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::model::{PyModel, format_py_err};
-use crate::runtime::{bridge, start_python};
-use crate::workers::WorkerLimits;
+use crate::python::exception::format_py_err;
+use crate::python::interpreter::{bridge, start_python};
 
-/// Resolves model URIs to local directories and loads models from them.
+/// Resolves model URIs to local directories, downloading into a cache.
 #[derive(Debug, Clone)]
 pub struct ModelStore {
     cache_dir: PathBuf,
-    workers: usize,
-    limits: WorkerLimits,
 }
 
 /// A model URI resolved to a local directory.
@@ -31,26 +28,11 @@ pub struct ResolvedUri {
 }
 
 impl ModelStore {
-    /// A store downloading into `cache_dir`, loading models in the embedded interpreter.
+    /// A store downloading into `cache_dir`.
     pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
         Self {
             cache_dir: cache_dir.into(),
-            workers: 0,
-            limits: WorkerLimits::default(),
         }
-    }
-
-    /// Loads each model into `workers` Python worker processes instead (0: in process);
-    /// see [`PyModel::load_with_workers`].
-    pub fn with_workers(mut self, workers: usize) -> Self {
-        self.workers = workers;
-        self
-    }
-
-    /// Bounds each worker process (predict timeout, recycling).
-    pub fn with_worker_limits(mut self, limits: WorkerLimits) -> Self {
-        self.limits = limits;
-        self
     }
 
     /// Where downloaded models are kept.
@@ -86,13 +68,6 @@ impl ModelStore {
             resolved,
             cached,
         })
-    }
-
-    /// Resolves `uri` and loads the model in it as `name`.
-    pub fn load(&self, name: &str, uri: &str) -> Result<PyModel> {
-        let resolved = self.resolve(name, uri)?;
-        PyModel::load_in_workers(name, &resolved.dir, self.workers, self.limits)
-            .map(|model| model.with_uri(uri, resolved))
     }
 }
 

@@ -1,5 +1,5 @@
-//! A pyfunc model loaded in the embedded interpreter, and its scorer: the model bound to
-//! one result type and params, scoring Arrow batches.
+//! A pyfunc model loaded in the embedded interpreter or in worker processes, and its
+//! scorers: the model bound to one result type and params, scoring input frames.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,22 +10,20 @@ use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use arrow::pyarrow::{FromPyArrow, ToPyArrow};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTracebackMethods};
+use pyo3::types::PyList;
 use serde_json::{Value, json};
 
-use crate::call_metrics::ModelMetrics;
-use crate::enforce::{InputFrame, Label};
 use crate::error::{Error, Result};
-use crate::mlmodel::MlModel;
-use crate::params::validate_params;
-use crate::result_type::{ResultType, SparkType};
-use crate::runtime::{bridge, start_python};
-use crate::signature::{MlflowType, Schema};
-use crate::store::ResolvedUri;
-use crate::workers::{WorkerLimits, WorkerPool};
-
-/// How many traceback lines an error keeps.
-const TRACEBACK_LINES: usize = 12;
+use crate::pyfunc::enforce::{InputFrame, Label};
+use crate::pyfunc::mlmodel::MlModel;
+use crate::pyfunc::params::validate_params;
+use crate::pyfunc::result_type::{ResultType, SparkType};
+use crate::pyfunc::signature::{MlflowType, Schema};
+use crate::python::exception::python_error;
+use crate::python::interpreter::{bridge, start_python};
+use crate::python::metrics::ModelMetrics;
+use crate::python::store::ResolvedUri;
+use crate::python::workers::{WorkerLimits, WorkerPool};
 
 /// A model loaded once through its `loader_module`: in the embedded interpreter, or in
 /// each process of a [`WorkerPool`].
@@ -115,7 +113,7 @@ impl PyModel {
         }
     }
 
-    /// Records where the model came from (see [`crate::ModelStore::load`]).
+    /// Records where the model came from (see [`ModelLoader::load`](crate::ModelLoader::load)).
     pub(crate) fn with_uri(mut self, uri: &str, resolved: ResolvedUri) -> Self {
         self.uri = uri.to_owned();
         self.resolved = Some(resolved);
@@ -127,7 +125,7 @@ impl PyModel {
         &self.uri
     }
 
-    /// How the URI was resolved, when it went through a [`crate::ModelStore`].
+    /// How the URI was resolved, when it went through a [`ModelStore`](crate::ModelStore).
     pub fn resolved(&self) -> Option<&ResolvedUri> {
         self.resolved.as_ref()
     }
@@ -149,10 +147,28 @@ impl PyModel {
         result_type: Option<&str>,
         params: Option<&Value>,
     ) -> Result<Scorer> {
+        self.bind(self.binding(result_type, params)?)
+    }
+
+    /// What [`PyModel::scorer`] would bind to, without binding: the result type resolved
+    /// (the model's default for `None`) and the params validated, defaults filled in.
+    /// Two calls that yield equal bindings score alike.
+    pub fn binding(&self, result_type: Option<&str>, params: Option<&Value>) -> Result<Binding> {
         let signature = &self.mlmodel.signature;
-        let result_type = ResultType::resolve(result_type, signature.outputs.as_ref())?;
+        Ok(Binding {
+            result_type: ResultType::resolve(result_type, signature.outputs.as_ref())?,
+            params: validate_params(&self.name, params, signature.params.as_deref())?,
+        })
+    }
+
+    /// A scorer for `binding` (from [`PyModel::binding`]).
+    pub fn bind(self: &Arc<Self>, binding: Binding) -> Result<Scorer> {
+        let signature = &self.mlmodel.signature;
+        let Binding {
+            result_type,
+            params,
+        } = &binding;
         let return_type = result_type.spark.to_arrow()?;
-        let params = validate_params(&self.name, params, signature.params.as_deref())?;
         let datetime_params: Vec<_> = signature
             .params
             .iter()
@@ -184,9 +200,9 @@ impl PyModel {
             .predict_fn
             .as_deref()
             .unwrap_or("predict");
-        let binding = match &self.runtime {
+        let python = match &self.runtime {
             Runtime::InProcess(model) => {
-                Binding::InProcess(Python::attach(|py| -> Result<Py<PyAny>> {
+                PyScorer::InProcess(Python::attach(|py| -> Result<Py<PyAny>> {
                     bridge(py)?
                         .getattr("Scorer")
                         .and_then(|cls| cls.call1((model.bind(py), predict_fn, config.to_string())))
@@ -194,18 +210,37 @@ impl PyModel {
                         .map_err(|e| python_error(py, &self.name, "binding the model", &e))
                 })?)
             }
-            Runtime::Workers(_) => Binding::Workers {
+            Runtime::Workers(_) => PyScorer::Workers {
                 predict_fn: predict_fn.to_owned(),
                 config: config.to_string(),
             },
         };
         Ok(Scorer {
             model: Arc::clone(self),
-            result_type,
             return_type,
-            params,
             binding,
+            python,
         })
+    }
+}
+
+/// What a scorer is bound to: the result type and the params `predict` receives, as
+/// validated by [`PyModel::binding`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    result_type: ResultType,
+    params: Option<Value>,
+}
+
+impl Binding {
+    /// The result type as resolved: the Spark type and whether it was inferred.
+    pub fn result_type(&self) -> &ResultType {
+        &self.result_type
+    }
+
+    /// The params after validation and defaults.
+    pub fn params(&self) -> Option<&Value> {
+        self.params.as_ref()
     }
 }
 
@@ -213,16 +248,15 @@ impl PyModel {
 #[derive(Debug)]
 pub struct Scorer {
     model: Arc<PyModel>,
-    result_type: ResultType,
     return_type: DataType,
-    params: Option<Value>,
     binding: Binding,
+    python: PyScorer,
 }
 
 /// The bridge's `Scorer` for a model in the embedded interpreter, or what each worker
 /// needs to build its own.
 #[derive(Debug)]
-enum Binding {
+enum PyScorer {
     InProcess(Py<PyAny>),
     Workers { predict_fn: String, config: String },
 }
@@ -235,12 +269,12 @@ impl Scorer {
 
     /// The Spark result type.
     pub fn result_type(&self) -> &SparkType {
-        &self.result_type.spark
+        &self.binding.result_type.spark
     }
 
-    /// The result type as resolved: the Spark type and whether it was inferred.
-    pub fn resolved_result_type(&self) -> &ResultType {
-        &self.result_type
+    /// What the scorer is bound to.
+    pub fn binding(&self) -> &Binding {
+        &self.binding
     }
 
     /// The Arrow type of every prediction array.
@@ -250,7 +284,7 @@ impl Scorer {
 
     /// The params `predict` receives, after validation and defaults.
     pub fn params(&self) -> Option<&Value> {
-        self.params.as_ref()
+        self.binding.params()
     }
 
     /// Scores one input frame; the result has exactly `frame.num_rows` rows of the
@@ -261,8 +295,8 @@ impl Scorer {
         }
         let name = self.model.name();
         let waiting = Instant::now();
-        let data = match (&self.binding, &self.model.runtime) {
-            (Binding::Workers { predict_fn, config }, Runtime::Workers(pool)) => {
+        let data = match (&self.python, &self.model.runtime) {
+            (PyScorer::Workers { predict_fn, config }, Runtime::Workers(pool)) => {
                 let answer = pool.predict(predict_fn, config, frame)?;
                 let busy = answer.queued_time + answer.predict_time;
                 metrics.queued_time.add_duration(answer.queued_time);
@@ -272,8 +306,8 @@ impl Scorer {
                     .add_duration(waiting.elapsed().saturating_sub(busy));
                 answer.data
             }
-            (Binding::InProcess(scorer), _) => self.predict_in_process(scorer, frame, metrics)?,
-            (Binding::Workers { .. }, Runtime::InProcess(_)) => {
+            (PyScorer::InProcess(scorer), _) => self.predict_in_process(scorer, frame, metrics)?,
+            (PyScorer::Workers { .. }, Runtime::InProcess(_)) => {
                 unreachable!("a scorer binds to its model's runtime")
             }
         };
@@ -292,7 +326,7 @@ impl Scorer {
         }
         cast(&array, &self.return_type).map_err(|e| Error::Output {
             model: name.to_owned(),
-            expected: self.result_type.spark.to_string(),
+            expected: self.result_type().to_string(),
             message: e.to_string(),
         })
     }
@@ -336,54 +370,5 @@ impl Scorer {
                 .add_duration(attached.elapsed().saturating_sub(predict));
             Ok(data)
         })
-    }
-}
-
-/// Captures a Python exception while attached: `Type: message` and the last traceback lines.
-pub(crate) fn format_py_err(py: Python<'_>, err: &PyErr) -> (String, String) {
-    let exception = format!("{}: {}", type_name(py, err), err.value(py));
-    let traceback = err
-        .traceback(py)
-        .and_then(|tb| tb.format().ok())
-        .map(|text| abridge_traceback(&text))
-        .unwrap_or_default();
-    (exception, traceback)
-}
-
-/// The last lines of a formatted traceback, starting at a frame boundary so no frame is
-/// shown half; empty when there are no frames.
-pub(crate) fn abridge_traceback(text: &str) -> String {
-    let lines: Vec<_> = text.lines().collect();
-    let tail = &lines[lines.len().saturating_sub(TRACEBACK_LINES)..];
-    let Some(start) = tail.iter().position(|l| l.starts_with("  File")) else {
-        return String::new();
-    };
-    format!(
-        "Traceback (most recent call last, abridged):\n{}",
-        tail[start..].join("\n")
-    )
-}
-
-fn type_name(py: Python<'_>, err: &PyErr) -> String {
-    err.get_type(py)
-        .qualname()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "Exception".into())
-}
-
-/// A Python exception as our error; the bridge tags exceptions raised outside the
-/// model's own code with `mlfusion_stage`.
-fn python_error(py: Python<'_>, model: &str, stage: &str, err: &PyErr) -> Error {
-    let (exception, traceback) = format_py_err(py, err);
-    let stage = err
-        .value(py)
-        .getattr("mlfusion_stage")
-        .and_then(|s| s.extract::<String>())
-        .unwrap_or_else(|_| stage.to_owned());
-    Error::Python {
-        model: model.to_owned(),
-        stage,
-        exception,
-        traceback,
     }
 }

@@ -1,0 +1,33 @@
+//! Running models in Python: the embedded CPython (pyo3), models loaded through their
+//! `loader_module` in it or in worker processes, scorers calling `predict` on input
+//! frames, and model URIs resolved through MLflow.
+//!
+//! It knows the pyfunc format ([`crate::pyfunc`]) and Arrow, not SQL: nothing here
+//! imports the plan side ([`crate::plan`]), which calls in through [`Scorer`] and counts
+//! into [`ModelMetrics`].
+//!
+//! - [`interpreter`]: starting the embedded interpreter on a venv, and the bridge module
+//!   (`bridge.py`: pandas frames, `predict`, result coercion, as `spark_udf` does them).
+//! - [`model`]: [`PyModel`], a loaded model, and its [`Scorer`]s, one per [`Binding`]
+//!   (result type and params).
+//! - [`workers`]: [`WorkerPool`], Python worker processes (`worker.py`) scoring a model
+//!   on every core, within [`WorkerLimits`].
+//! - [`store`]: [`ModelStore`], model URIs (paths, `runs:/`, `models:/`, ...) resolved to
+//!   directories, downloads cached; [`loader`]: [`ModelLoader`], a URI to a loaded model.
+//! - [`metrics`]: the counters a model call updates.
+//! - `exception`: Python exceptions (in process or from a worker) as [`Error`](crate::Error)s.
+
+mod exception;
+pub mod interpreter;
+pub mod loader;
+pub mod metrics;
+pub mod model;
+pub mod store;
+pub mod workers;
+
+pub use interpreter::start_python;
+pub use loader::ModelLoader;
+pub use metrics::ModelMetrics;
+pub use model::{Binding, PyModel, Scorer};
+pub use store::{ModelStore, ResolvedUri};
+pub use workers::{WorkerLimits, WorkerPool};
