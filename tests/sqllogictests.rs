@@ -54,6 +54,7 @@ impl ModelDb {
             // embedded interpreter does.
             workers: Some(1),
             limits: Default::default(),
+            envs: Default::default(),
         };
         let ctx = new_context(&settings).map_err(|e| DataFusionError::External(Box::new(e)))?;
         let models: Vec<ModelRegistration> = MODELS
@@ -67,6 +68,7 @@ impl ModelDb {
                     .to_string(),
                 result_type: rt.map(str::to_owned),
                 params: params.map(|p| serde_json::from_str(p).expect("valid params JSON")),
+                ..Default::default()
             })
             .collect();
         register_models(&ctx, &settings.model_loader(), &models)

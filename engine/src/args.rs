@@ -1,10 +1,11 @@
 //! Command-line arguments.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use mlfusion_udf::{ModelLoader, ModelStore, WorkerLimits};
+use mlfusion_udf::{EnvCache, EnvManager, ModelLoader, ModelStore, WorkerLimits};
 
 use crate::error::Error;
 use crate::output::Format;
@@ -30,6 +31,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Serve models over Arrow Flight (DoExchange) to PySpark and other Flight clients.
     Serve(ServeArgs),
+    /// Models' own environments (--env-manager uv): list, build ahead, collect, remove.
+    Env(EnvCommandArgs),
 }
 
 /// `mlfusion query`.
@@ -93,13 +96,107 @@ pub struct SessionArgs {
     pub workers: Option<usize>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub envs: EnvArgs,
 }
 
 impl SessionArgs {
-    /// The model loader of `--model-cache`, `--workers` and the worker limits.
+    /// The model loader of `--model-cache`, `--workers`, the worker limits and the envs.
     pub fn model_loader(&self) -> ModelLoader {
-        model_loader(self.model_cache.as_deref(), self.workers, &self.limits)
+        model_loader(
+            self.model_cache.as_deref(),
+            self.workers,
+            &self.limits,
+            &self.envs,
+        )
     }
+}
+
+/// Where models' Python environments come from, shared by `query`, `serve` and `env`
+/// (README "Model environments").
+#[derive(Debug, Args, Clone, Default)]
+pub struct EnvArgs {
+    /// Each model's Python: `local`, the engine's venv; `uv`, an env of the model's own,
+    /// built by uv from its requirements once and cached [default: local].
+    #[arg(long, env = "MLFUSION_ENV_MANAGER", value_name = "MANAGER", value_parser = EnvManager::from_str)]
+    pub env_manager: Option<EnvManager>,
+    #[command(flatten)]
+    pub cache: EnvCacheArgs,
+}
+
+/// The env cache and how envs are built.
+#[derive(Debug, Args, Clone, Default)]
+pub struct EnvCacheArgs {
+    /// Where models' own envs are kept [default: ~/.cache/mlfusion/envs].
+    #[arg(long, env = "MLFUSION_ENV_CACHE", value_name = "DIR", global = true)]
+    pub env_cache: Option<PathBuf>,
+    /// Let uv download a Python the machine does not have, for a model that needs it.
+    #[arg(long, env = "MLFUSION_PYTHON_DOWNLOADS", global = true)]
+    pub python_downloads: bool,
+}
+
+/// `mlfusion env`.
+#[derive(Debug, Args)]
+pub struct EnvCommandArgs {
+    #[command(subcommand)]
+    pub action: EnvAction,
+    #[command(flatten)]
+    pub cache: EnvCacheArgs,
+}
+
+/// What `mlfusion env` does.
+#[derive(Debug, Subcommand)]
+pub enum EnvAction {
+    /// The cached envs: key, Python, size, when last used, the models that used them.
+    List,
+    /// Builds (or finds) the env of each model, e.g. on every node before a job.
+    Build {
+        /// Model paths or URIs (runs:/, models:/, ...).
+        #[arg(required = true, value_name = "URI")]
+        uris: Vec<String>,
+        /// Where models fetched from URIs are cached [default: ~/.cache/mlfusion/models].
+        #[arg(long, env = "MLFUSION_MODEL_CACHE", value_name = "DIR")]
+        model_cache: Option<PathBuf>,
+    },
+    /// Removes envs no running process uses, least recently used first.
+    Gc {
+        /// Every env unused for longer than this (e.g. `7d`, `12h`).
+        #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
+        older_than: Duration,
+        /// Then more, until the cache holds at most SIZE (e.g. `20GiB`).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_size: Option<u64>,
+    },
+    /// Removes the envs KEY... (refused for an env a running process uses).
+    Rm {
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+    },
+}
+
+impl EnvCacheArgs {
+    /// The env cache of `--env-cache` and `--python-downloads`.
+    pub fn env_cache(&self) -> EnvCache {
+        let dir = self
+            .env_cache
+            .clone()
+            .unwrap_or_else(|| mlfusion_cache_dir().join("envs"));
+        EnvCache::new(dir).with_python_downloads(self.python_downloads)
+    }
+}
+
+/// `cache`, else `~/.cache/mlfusion/models`: where models fetched from URIs are kept.
+pub fn model_cache_dir(cache: Option<&Path>) -> PathBuf {
+    cache
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| mlfusion_cache_dir().join("models"))
+}
+
+/// `~/.cache/mlfusion` (or the platform's cache directory).
+fn mlfusion_cache_dir() -> PathBuf {
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("mlfusion")
 }
 
 /// Limits on models and their input, shared by `query` and `serve` (README "Limits").
@@ -156,21 +253,17 @@ pub fn worker_count(workers: Option<usize>) -> usize {
 
 /// The model loader caching downloads in `cache` (by default `~/.cache/mlfusion/models`),
 /// loading models into `workers` processes (by default one per available core) bounded
-/// by `limits`.
+/// by `limits`, in the environments of `envs`.
 pub fn model_loader(
     cache: Option<&Path>,
     workers: Option<usize>,
     limits: &LimitArgs,
+    envs: &EnvArgs,
 ) -> ModelLoader {
-    let dir = cache.map(Path::to_path_buf).unwrap_or_else(|| {
-        dirs::cache_dir()
-            .unwrap_or_else(std::env::temp_dir)
-            .join("mlfusion")
-            .join("models")
-    });
-    ModelLoader::new(ModelStore::new(dir))
+    ModelLoader::new(ModelStore::new(model_cache_dir(cache)))
         .with_workers(worker_count(workers))
         .with_worker_limits(limits.worker_limits())
+        .with_envs(envs.env_manager.unwrap_or_default(), envs.cache.env_cache())
 }
 
 /// `text` as a number and the unit after it (`"2.5GiB"`: 2.5, `"GiB"`).
@@ -182,7 +275,7 @@ fn number_and_unit(text: &str) -> Option<(f64, &str)> {
     Some((number.parse().ok()?, unit.trim()))
 }
 
-/// A duration: a number with a unit (`ms`, `s`, `m`, `h`), or plain seconds.
+/// A duration: a number with a unit (`ms`, `s`, `m`, `h`, `d`), or plain seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = number_and_unit(text)
@@ -192,7 +285,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => number,
         "m" | "min" => number * 60.0,
         "h" => number * 3600.0,
-        other => return Err(format!("unknown unit '{other}' in '{text}' (ms, s, m, h)")),
+        "d" => number * 86400.0,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}' (ms, s, m, h, d)"
+            ));
+        }
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
 }
@@ -256,7 +354,7 @@ pub struct ServeArgs {
     /// The result type clients of model NAME get unless they ask for another.
     #[arg(long = "result-type", value_name = "NAME=DDL")]
     pub result_types: Vec<String>,
-    /// A YAML file of models: `models: {NAME: {uri: URI, result_type: DDL}}`.
+    /// A YAML file of models: `models: {NAME: {uri: URI, result_type: DDL, env_manager: uv}}`.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The address to listen on.
@@ -295,6 +393,8 @@ pub struct ServeArgs {
     pub max_bindings: Option<usize>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub envs: EnvArgs,
 }
 
 #[cfg(test)]
@@ -306,6 +406,7 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("3 fortnights").is_err());

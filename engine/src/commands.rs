@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod demo;
+pub mod env;
 pub mod query;
 pub mod serve;
 

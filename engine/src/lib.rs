@@ -13,11 +13,11 @@
 //! let settings = SessionArgs {
 //!     batch_size: 65536, target_partitions: None, quiet: true, model_cache: None,
 //!     workers: None, // one Python worker process per core
-//!     limits: Default::default(),
+//!     limits: Default::default(), envs: Default::default(),
 //! };
 //! let ctx = new_context(&settings)?;
 //! register_models(&ctx, &settings.model_loader(), &[ModelRegistration {
-//!     name: "churn".into(), uri: "models:/churn@champion".into(), result_type: None, params: None,
+//!     name: "churn".into(), uri: "models:/churn@champion".into(), ..Default::default()
 //! }])?;
 //! let df = ctx.sql("SELECT churn(tenure_months, monthly_charges, support_calls) FROM 'customers.parquet'").await?;
 //! # let _ = df; Ok(()) }
@@ -26,6 +26,7 @@
 pub mod args;
 pub mod commands;
 pub mod error;
+pub mod logger;
 pub mod model_functions;
 pub mod output;
 pub mod progress;
@@ -44,6 +45,7 @@ pub fn run(cli: Cli) -> error::Result<String> {
         path: "<stdout>".into(),
         source,
     })?;
+    logger::install();
     mlfusion_udf::start_python(cli.venv.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -54,6 +56,7 @@ pub fn run(cli: Cli) -> error::Result<String> {
             Command::Query(args) => commands::query::run(args).await,
             Command::Demo(args) => commands::demo::run(args).await,
             Command::Serve(args) => commands::serve::run(args).await,
+            Command::Env(args) => commands::env::run(args).await,
         }
     });
     // A cancelled run may leave a model call on a blocking thread: don't wait for it.

@@ -6,11 +6,13 @@
 //! CREATE OR REPLACE FUNCTION churn() RETURNS DOUBLE LANGUAGE mlflow AS 'models:/churn@champion';
 //! CREATE FUNCTION churn_flag() LANGUAGE mlflow
 //!   AS '{"uri": "runs:/<run>/model", "result_type": "double", "params": {"threshold": 0.5}}';
+//! CREATE FUNCTION legacy() LANGUAGE mlflow AS '{"uri": "models/old", "env_manager": "uv"}';
 //! SELECT * FROM models();
 //! DROP FUNCTION churn_flag;
 //! ```
 
 use std::any::Any;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
@@ -22,7 +24,8 @@ use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::{FunctionFactory, RegisterFunction, SessionState};
 use datafusion::logical_expr::{CreateFunction, Expr};
-use mlfusion_udf::{ModelLoader, PyModelUdf, SparkType};
+use mlfusion_udf::python::interpreter::linked_version;
+use mlfusion_udf::{EnvManager, ModelLoader, PyModelUdf, SparkType};
 use serde_json::Value;
 
 use crate::registration::{ModelRegistration, model_udf};
@@ -32,7 +35,7 @@ pub const LANGUAGE: &str = "mlflow";
 
 /// Creates model functions from `CREATE FUNCTION name() [RETURNS type] LANGUAGE mlflow AS
 /// 'uri-or-json'`. The body is the model's path or URI, or a JSON object with `uri` and
-/// optional `result_type` (Spark DDL) and `params`.
+/// optional `result_type` (Spark DDL), `params` and `env_manager`.
 #[derive(Debug)]
 pub struct ModelFunctionFactory {
     loader: ModelLoader,
@@ -46,14 +49,13 @@ impl ModelFunctionFactory {
 }
 
 /// The model a `CREATE FUNCTION name ... AS 'body'` registers: the body is a path or URI,
-/// or a JSON object with `uri` and optional `result_type` and `params`.
+/// or a JSON object with `uri` and optional `result_type`, `params` and `env_manager`.
 fn parse_body(name: &str, body: &str) -> Result<ModelRegistration> {
     let body = body.trim();
     let mut registration = ModelRegistration {
         name: name.to_owned(),
         uri: body.to_owned(),
-        result_type: None,
-        params: None,
+        ..Default::default()
     };
     if !body.starts_with('{') {
         return Ok(registration);
@@ -80,6 +82,15 @@ fn parse_body(name: &str, body: &str) -> Result<ModelRegistration> {
         }
     };
     registration.params = json.get("params").cloned();
+    registration.env_manager = match json.get("env_manager") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(EnvManager::from_str(s).map_err(bad)?),
+        Some(other) => {
+            return Err(bad(format!(
+                "\"env_manager\" must be \"local\" or \"uv\", got {other}"
+            )));
+        }
+    };
     Ok(registration)
 }
 
@@ -180,7 +191,7 @@ impl TableFunctionImpl for ModelsTable {
         if !args.exprs().is_empty() {
             return plan_err!("models() takes no arguments");
         }
-        let mut rows: Vec<[String; 10]> = Vec::new();
+        let mut rows: Vec<[String; 12]> = Vec::new();
         let session: &dyn Session = args.session();
         for udf in session.scalar_functions().values() {
             let Some(model) = (udf.inner().as_ref() as &dyn Any).downcast_ref::<PyModelUdf>()
@@ -207,6 +218,10 @@ impl TableFunctionImpl for ModelsTable {
                 text(mlmodel.signature.outputs.as_ref().map(ToString::to_string)),
                 scorer.result_type().to_string(),
                 text(scorer.params().map(ToString::to_string)),
+                model.env().map_or("local".into(), |e| e.key().to_owned()),
+                model
+                    .env()
+                    .map_or_else(linked_version, |e| e.python_version().to_owned()),
             ]);
         }
         rows.sort();
@@ -221,6 +236,8 @@ impl TableFunctionImpl for ModelsTable {
             "outputs",
             "result_type",
             "params",
+            "env",
+            "python",
         ];
         let schema = Arc::new(Schema::new(
             names

@@ -7,25 +7,27 @@ use std::sync::Arc;
 
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
-use mlfusion_udf::{ModelLoader, PyModelUdf};
+use mlfusion_udf::{EnvManager, ModelLoader, PyModelUdf};
 use serde_json::Value;
 
 use crate::args::split_assignment;
 use crate::error::{Error, Result};
 
-/// One model to register: SQL name, path or URI, optional result type and params.
-#[derive(Debug, Clone)]
+/// One model to register: SQL name, path or URI, optional result type, params and
+/// env manager (the session's when `None`).
+#[derive(Debug, Clone, Default)]
 pub struct ModelRegistration {
     pub name: String,
     pub uri: String,
     pub result_type: Option<String>,
     pub params: Option<Value>,
+    pub env_manager: Option<EnvManager>,
 }
 
 /// Loads a model (once) and binds it as the SQL function `m.name`. Runs Python: call it
 /// from a blocking context, not from an async task.
 pub fn model_udf(loader: &ModelLoader, m: &ModelRegistration) -> mlfusion_udf::Result<ScalarUDF> {
-    let model = Arc::new(loader.load(&m.name, &m.uri)?);
+    let model = Arc::new(loader.load_in(&m.name, &m.uri, m.env_manager)?);
     let scorer = Arc::new(model.scorer(m.result_type.as_deref(), m.params.as_ref())?);
     Ok(PyModelUdf::new(&m.name, scorer).into_udf())
 }
@@ -74,8 +76,7 @@ pub fn model_registrations(
         out.push(ModelRegistration {
             name: name.to_owned(),
             uri: uri.to_owned(),
-            result_type: None,
-            params: None,
+            ..Default::default()
         });
     }
     let lookup = |flag: &'static str, name: &str| -> Result<usize> {

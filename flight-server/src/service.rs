@@ -25,6 +25,7 @@ use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 use mlfusion_udf::Scorer;
 use mlfusion_udf::pyfunc::enforce::build_input;
+use mlfusion_udf::python::interpreter::linked_version;
 use mlfusion_udf::python::store::has_scheme;
 use serde_json::json;
 use subtle::ConstantTimeEq;
@@ -284,6 +285,10 @@ fn describe(served: &ServedModel) -> serde_json::Value {
         "input_names": inputs.filter(|i| i.has_names()).map(|i| i.names()),
         "required_inputs": inputs.map(|i| i.required_count()),
         "input_count": inputs.map(|i| i.len()),
+        "env": model.env().map_or("local", |e| e.key()),
+        "python": model
+            .env()
+            .map_or_else(linked_version, |e| e.python_version().to_owned()),
     })
 }
 

@@ -35,6 +35,8 @@ pub enum Error {
         field: &'static str,
         value: String,
     },
+    #[error("model environment file {path}: {message}")]
+    MalformedEnv { path: PathBuf, message: String },
     #[error("cannot parse result type '{ddl}': {message}")]
     ResultTypeSyntax { ddl: String, message: String },
     #[error(
@@ -81,6 +83,12 @@ pub enum Error {
     ModelUri {
         model: String,
         uri: String,
+        message: String,
+    },
+    #[error("model '{model}': environment {key}: {message}")]
+    Env {
+        model: String,
+        key: String,
         message: String,
     },
     #[error("python interpreter: {message}")]

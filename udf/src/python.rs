@@ -14,9 +14,12 @@
 //!   on every core, within [`WorkerLimits`].
 //! - [`store`]: [`ModelStore`], model URIs (paths, `runs:/`, `models:/`, ...) resolved to
 //!   directories, downloads cached; [`loader`]: [`ModelLoader`], a URI to a loaded model.
+//! - [`environments`]: [`EnvCache`], per-model envs built by uv from the model's
+//!   requirements, cached by content and shared by every process.
 //! - [`metrics`]: the counters a model call updates.
 //! - `exception`: Python exceptions (in process or from a worker) as [`Error`](crate::Error)s.
 
+pub mod environments;
 mod exception;
 pub mod interpreter;
 pub mod loader;
@@ -25,6 +28,7 @@ pub mod model;
 pub mod store;
 pub mod workers;
 
+pub use environments::{EnvCache, EnvEntry, EnvManager, ModelEnv};
 pub use interpreter::start_python;
 pub use loader::ModelLoader;
 pub use metrics::ModelMetrics;

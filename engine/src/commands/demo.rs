@@ -61,8 +61,7 @@ pub async fn run(args: DemoArgs) -> Result<String> {
     let model = ModelRegistration {
         name: "churn".into(),
         uri: model_dir.display().to_string(),
-        result_type: None,
-        params: None,
+        ..Default::default()
     };
     load_models(&ctx, &args.session.model_loader(), vec![model]).await?;
     let started = std::time::Instant::now();

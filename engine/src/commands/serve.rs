@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::Mutex;
 
 use mlfusion_flight::{Access, FlightServer, Limits, ServedModels};
-use mlfusion_udf::{ModelLoader, PyModel};
+use mlfusion_udf::{EnvManager, ModelLoader, PyModel};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
@@ -73,6 +74,9 @@ struct ConfigModel {
     uri: String,
     #[serde(default)]
     result_type: Option<String>,
+    /// `local` or `uv`: this model's env manager instead of `--env-manager`.
+    #[serde(default)]
+    env_manager: Option<String>,
 }
 
 /// Serves until a shutdown signal; returns the closing summary.
@@ -93,7 +97,12 @@ pub async fn run(mut args: ServeArgs) -> Result<String> {
             _ => None,
         },
     };
-    let loader = model_loader(args.model_cache.as_deref(), args.workers, &args.limits);
+    let loader = model_loader(
+        args.model_cache.as_deref(),
+        args.workers,
+        &args.limits,
+        &args.envs,
+    );
     let max_bindings = args
         .max_bindings
         .unwrap_or(mlfusion_flight::models::DEFAULT_MAX_BINDINGS);
@@ -163,15 +172,25 @@ fn registrations(
     args: &ServeArgs,
     config: BTreeMap<String, ConfigModel>,
 ) -> Result<Vec<ModelRegistration>> {
-    let mut out: Vec<ModelRegistration> = config
-        .into_iter()
-        .map(|(name, m)| ModelRegistration {
+    let mut out: Vec<ModelRegistration> = Vec::new();
+    for (name, m) in config {
+        let env_manager = m
+            .env_manager
+            .as_deref()
+            .map(EnvManager::from_str)
+            .transpose()
+            .map_err(|message| Error::Config {
+                path: args.config.clone().unwrap_or_default(),
+                message: format!("models: {name}: env_manager: {message}"),
+            })?;
+        out.push(ModelRegistration {
             name,
             uri: m.uri,
             result_type: m.result_type,
-            params: None,
-        })
-        .collect();
+            env_manager,
+            ..Default::default()
+        });
+    }
     for m in model_registrations(&args.models, &args.result_types, &[])? {
         if out.iter().any(|o| o.name == m.name) {
             return Err(Error::BadArgument {
@@ -213,7 +232,7 @@ fn load(
                 loop {
                     let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
                     let Some((i, r)) = next else { break };
-                    let model = loader.load(&r.name, &r.uri);
+                    let model = loader.load_in(&r.name, &r.uri, r.env_manager);
                     let failed = model.is_err();
                     *loaded[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(model);
                     if failed {

@@ -2,6 +2,7 @@
 //! loader-module models), real Parquet files, the real embedded interpreter.
 
 mod cli;
+mod envs;
 mod fixtures;
 mod hostile;
 mod limits;

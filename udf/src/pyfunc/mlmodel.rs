@@ -248,7 +248,7 @@ impl MlModel {
 }
 
 /// True when a relative path from the manifest could leave the model directory.
-fn escapes(value: &str) -> bool {
+pub(crate) fn escapes(value: &str) -> bool {
     let path = Path::new(value);
     path.is_absolute()
         || path

@@ -181,6 +181,12 @@ def _naive_timestamps(ser):
     return ser.astype("datetime64[ns]")
 
 
+# Timestamps as nanoseconds, as Spark shows them: pyarrow >= 13 must be asked (pandas 2
+# has other units), older ones always convert to nanoseconds.
+_NANOSECONDS = (
+    {"coerce_temporal_nanoseconds": True} if int(pa.__version__.split(".")[0]) >= 13 else {}
+)
+
 _INT_EXT = {8: pd.Int8Dtype(), 16: pd.Int16Dtype(), 32: pd.Int32Dtype(), 64: pd.Int64Dtype()}
 _UINT_EXT = {8: pd.UInt8Dtype(), 16: pd.UInt16Dtype(), 32: pd.UInt32Dtype(), 64: pd.UInt64Dtype()}
 
@@ -197,12 +203,12 @@ def column_to_pandas(arr, legacy):
         frame = struct_to_frame(arr)
         return frame.apply(lambda row: row.to_dict(), axis=1)
     if not legacy and _is_simple(t):
-        ser = arr.to_pandas(coerce_temporal_nanoseconds=True)
+        ser = arr.to_pandas(**_NANOSECONDS)
         if pa.types.is_timestamp(t):
             ser = _naive_timestamps(ser)
         return ser
     ser = arr.to_pandas(
-        date_as_object=True, coerce_temporal_nanoseconds=True, integer_object_nulls=True
+        date_as_object=True, integer_object_nulls=True, **_NANOSECONDS
     )
     has_nulls = arr.null_count > 0
     if pa.types.is_integer(t):
@@ -223,7 +229,7 @@ def struct_to_frame(arr):
     """A struct column as the DataFrame Spark passes for it (``df_for_struct``)."""
     fields = arr.flatten()
     legacy = not all(_is_simple(f.type) for f in fields)
-    names = [arr.type.field(i).name for i in range(arr.type.num_fields)]
+    names = [f.name for f in arr.type]  # iteration, not .field(): pyarrow < 13 has none
     series = [column_to_pandas(f, legacy) for f in fields]
     frame = pd.concat([s.reset_index(drop=True) for s in series], axis=1)
     frame.columns = names
@@ -458,7 +464,8 @@ def coerce_result(result, rtype):
         )
 
     if ekind == "string":
-        result = result.map(str)
+        # DataFrame.map is pandas >= 2.1's name for applymap
+        result = result.map(str) if hasattr(result, "map") else result.applymap(str)
 
     if kind == "array":
         return pd.Series(result.to_numpy().tolist())
@@ -572,7 +579,7 @@ def to_arrow(result, rtype, atype):
     ``safe=False``: missing values (None, NaN, NaT) become nulls."""
     if isinstance(result, pd.DataFrame):
         children = [
-            to_arrow(result[name].reset_index(drop=True), ftype, atype.field(name).type)
+            to_arrow(result[name].reset_index(drop=True), ftype, atype[atype.get_field_index(name)].type)
             for name, ftype in rtype["fields"]
         ]
         return pa.StructArray.from_arrays(children, fields=list(atype))

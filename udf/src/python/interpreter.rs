@@ -37,6 +37,23 @@ pub fn default_venv() -> Option<PathBuf> {
         })
 }
 
+/// The version of the Python mlfusion is linked against (`3.11.7`).
+pub fn linked_version() -> String {
+    // SAFETY: Py_GetVersion returns a static string and may be called before initialisation.
+    let full = unsafe { std::ffi::CStr::from_ptr(ffi::Py_GetVersion()) }.to_string_lossy();
+    full.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The `(major, minor)` of [`linked_version`].
+pub fn linked_python() -> (u32, u32) {
+    let version = linked_version();
+    let mut parts = version.split('.').filter_map(|p| p.parse().ok());
+    (parts.next().unwrap_or(3), parts.next().unwrap_or(0))
+}
+
 /// Starts the interpreter with `venv` (or [`default_venv`]); later calls are no-ops that
 /// return the first outcome. Returns the venv in use.
 pub fn start_python(venv: Option<&Path>) -> Result<PathBuf> {

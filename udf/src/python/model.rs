@@ -19,6 +19,7 @@ use crate::pyfunc::mlmodel::MlModel;
 use crate::pyfunc::params::validate_params;
 use crate::pyfunc::result_type::{ResultType, SparkType};
 use crate::pyfunc::signature::{MlflowType, Schema};
+use crate::python::environments::ModelEnv;
 use crate::python::exception::python_error;
 use crate::python::interpreter::{bridge, start_python};
 use crate::python::metrics::ModelMetrics;
@@ -34,6 +35,8 @@ pub struct PyModel {
     resolved: Option<ResolvedUri>,
     mlmodel: MlModel,
     runtime: Runtime,
+    /// The model's own env, when it has one (held for the model's lifetime).
+    env: Option<ModelEnv>,
 }
 
 #[derive(Debug)]
@@ -65,8 +68,28 @@ impl PyModel {
         workers: usize,
         limits: WorkerLimits,
     ) -> Result<Self> {
-        let mlmodel = MlModel::from_path(dir.as_ref())?;
-        let venv = start_python(None)?;
+        Self::from_mlmodel(
+            name,
+            MlModel::from_path(dir.as_ref())?,
+            workers,
+            limits,
+            None,
+        )
+    }
+
+    /// Loads `mlmodel`: with `env`, in (at least one) worker process of that env's
+    /// Python; else as [`PyModel::load_in_workers`] does.
+    pub fn from_mlmodel(
+        name: &str,
+        mlmodel: MlModel,
+        workers: usize,
+        limits: WorkerLimits,
+        env: Option<ModelEnv>,
+    ) -> Result<Self> {
+        let (python, workers) = match &env {
+            Some(env) => (env.python(), workers.max(1)),
+            None => (start_python(None)?.join("bin").join("python"), workers),
+        };
         let code_dir = mlmodel.code_dir().map(|p| p.display().to_string());
         let data_path = mlmodel.data_path().display().to_string();
         let model_config = mlmodel.pyfunc.model_config.as_ref().map(Value::to_string);
@@ -77,7 +100,6 @@ impl PyModel {
                 "data_path": data_path,
                 "model_config": model_config,
             });
-            let python = venv.join("bin").join("python");
             Runtime::Workers(Box::new(WorkerPool::start(
                 name, python, load, workers, limits,
             )?))
@@ -98,10 +120,11 @@ impl PyModel {
         };
         Ok(Self {
             name: name.to_owned(),
-            uri: dir.as_ref().display().to_string(),
+            uri: mlmodel.dir.display().to_string(),
             resolved: None,
             mlmodel,
             runtime,
+            env,
         })
     }
 
@@ -128,6 +151,11 @@ impl PyModel {
     /// How the URI was resolved, when it went through a [`ModelStore`](crate::ModelStore).
     pub fn resolved(&self) -> Option<&ResolvedUri> {
         self.resolved.as_ref()
+    }
+
+    /// The model's own env, if it runs in one (else the engine's venv).
+    pub fn env(&self) -> Option<&ModelEnv> {
+        self.env.as_ref()
     }
 
     /// The name errors refer to the model by.

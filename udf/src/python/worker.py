@@ -108,4 +108,8 @@ def _serve(parent):
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]))  # the engine's pid
+    if sys.argv[1] == "--check":
+        # An environment's check: the bridge imported, this Python's version.
+        print("%d.%d.%d" % sys.version_info[:3])
+    else:
+        _serve(int(sys.argv[1]))  # the engine's pid

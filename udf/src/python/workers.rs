@@ -13,7 +13,7 @@
 //! large, is replaced between batches, failing nothing.
 
 use std::io::{BufReader, BufWriter, Cursor, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
@@ -35,6 +35,26 @@ const WORKER_SOURCE: &str = concat!(include_str!("bridge.py"), include_str!("wor
 /// Runs the worker program as `__main__` under the bridge's file name, so tracebacks read
 /// as they do in the embedded interpreter. Arguments: the program, the engine's pid.
 const BOOTSTRAP: &str = "import sys; exec(compile(sys.argv.pop(1), '_mlfusion_bridge.py', 'exec'))";
+
+/// Runs the worker program in `python` as far as its imports (the bridge's numpy,
+/// pandas and pyarrow): the version of that Python, or what it printed on failure.
+pub(crate) fn check_python(python: &Path) -> std::result::Result<String, String> {
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(BOOTSTRAP)
+        .arg(WORKER_SOURCE)
+        .arg("--check")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(12).collect();
+        Err(tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+    }
+}
 
 /// Bounds on each worker of a pool; all off by default (as in `spark_udf`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
