@@ -16,7 +16,7 @@ use crate::registration::{ModelRegistration, load_models};
 use crate::session::{execute, new_context, register_table};
 
 /// The bundled model: (path inside the model directory, contents).
-const MODEL_FILES: [(&str, &str); 3] = [
+const MODEL_FILES: [(&str, &str); 4] = [
     (
         "MLmodel",
         include_str!("../../../testdata/models/churn/MLmodel"),
@@ -28,6 +28,10 @@ const MODEL_FILES: [(&str, &str); 3] = [
     (
         "data/weights.json",
         include_str!("../../../testdata/models/churn/data/weights.json"),
+    ),
+    (
+        "requirements.txt",
+        include_str!("../../../testdata/models/churn/requirements.txt"),
     ),
 ];
 

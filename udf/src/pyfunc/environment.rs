@@ -364,16 +364,20 @@ fn option_value(line: &str, names: &[&str]) -> Option<String> {
 }
 
 /// The path a line installs from, when it names a local file or directory
-/// (`./wheels/x.whl`, `-e ./pkg`, `file:pkg`).
-fn local_path(line: &str) -> Option<&str> {
-    let target = line
+/// (`./wheels/x.whl`, `wheels/x.whl`, `-e pkg`, `file:./pkg`).
+pub(crate) fn local_path(line: &str) -> Option<&str> {
+    let editable = line
         .strip_prefix("-e ")
-        .or_else(|| line.strip_prefix("--editable "))
-        .unwrap_or(line)
-        .trim();
+        .or_else(|| line.strip_prefix("--editable "));
+    let target = editable.unwrap_or(line).trim();
     let target = target.strip_prefix("file:").unwrap_or(target);
-    (target.starts_with("./") || target.starts_with("../") || target.ends_with(".whl"))
-        .then(|| target.split([' ', ';']).next().unwrap_or(target))
+    let path = target.split([' ', ';']).next().unwrap_or(target);
+    let archive = [".whl", ".tar.gz", ".zip"]
+        .iter()
+        .any(|e| path.ends_with(e));
+    let is_path =
+        path.starts_with("./") || path.starts_with("../") || archive || editable.is_some();
+    (is_path && !path.is_empty() && !path.contains("://")).then_some(path)
 }
 
 /// `file` relative to `base`, refused when it leaves the model directory `root`.

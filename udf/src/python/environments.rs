@@ -32,7 +32,7 @@ use serde_json::json;
 use sha2::Digest;
 
 use crate::error::{Error, Result};
-use crate::pyfunc::environment::{PythonEnv, Requirements, hex};
+use crate::pyfunc::environment::{PythonEnv, Requirements, hex, local_path};
 use crate::pyfunc::mlmodel::MlModel;
 use crate::python::interpreter::{default_venv, linked_python};
 use crate::python::workers::check_python;
@@ -519,7 +519,6 @@ impl EnvCache {
     /// The lock file of env `key` (created if need be), and its path.
     fn lock_file(&self, key: &str) -> std::result::Result<(File, PathBuf), String> {
         let path = self.root.join("locks").join(format!("{key}.lock"));
-        let _ = std::fs::create_dir_all(self.root.join("locks"));
         File::options()
             .create(true)
             .truncate(false)
@@ -683,24 +682,28 @@ fn finished(dir: &Path) -> Option<String> {
 /// The model's dependency lines for an install run from the staging directory: files
 /// they name made absolute (they are relative to the model directory).
 fn model_lines(lines: &[String], model_dir: &Path) -> Vec<String> {
+    let absolute = |path: &str| model_dir.join(path).display().to_string();
     lines
         .iter()
+        .map(|line| line.trim())
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .map(|line| {
-            let line = line.trim();
-            for option in ["-r ", "-c ", "--requirement ", "--constraint ", "-e "] {
+            for option in ["-r ", "-c ", "--requirement ", "--constraint "] {
                 if let Some(file) = line.strip_prefix(option) {
                     let file = file.trim();
-                    if !Path::new(file).is_absolute() && !file.contains("://") {
-                        return format!("{option}{}", model_dir.join(file).display());
+                    if Path::new(file).is_relative() && !file.contains("://") {
+                        return format!("{option}{}", absolute(file));
                     }
+                    return line.to_owned();
                 }
             }
-            if line.starts_with("./") || line.starts_with("../") {
-                return model_dir.join(line).display().to_string();
+            match local_path(line) {
+                Some(path) if Path::new(path).is_relative() => {
+                    line.replacen(path, &absolute(path), 1)
+                }
+                _ => line.to_owned(),
             }
-            line.to_owned()
         })
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect()
 }
 
@@ -789,6 +792,39 @@ mod tests {
             ("requirements.txt", requirements),
             ("base.txt", base),
         ])
+    }
+
+    #[test]
+    fn install_lines_name_the_model_directory_s_files_by_absolute_path() {
+        let lines: Vec<String> = [
+            "-r requirements.txt",
+            "-c /etc/constraints.txt",
+            "wheels/x-1.0-py3-none-any.whl",
+            "./pkg",
+            "-e sub/pkg",
+            "file:./dist/y-2.0.tar.gz ; python_version >= '3.9'",
+            "https://example.org/z-1.0-py3-none-any.whl",
+            "-e git+https://example.org/repo.git#egg=repo",
+            "scikit-learn==1.5.2",
+            "# a comment",
+            "",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            model_lines(&lines, Path::new("/models/m")),
+            [
+                "-r /models/m/requirements.txt",
+                "-c /etc/constraints.txt",
+                "/models/m/wheels/x-1.0-py3-none-any.whl",
+                "/models/m/./pkg",
+                "-e /models/m/sub/pkg",
+                "file:/models/m/./dist/y-2.0.tar.gz ; python_version >= '3.9'",
+                "https://example.org/z-1.0-py3-none-any.whl",
+                "-e git+https://example.org/repo.git#egg=repo",
+                "scikit-learn==1.5.2",
+            ]
+        );
     }
 
     #[test]

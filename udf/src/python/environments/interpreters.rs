@@ -1,6 +1,7 @@
 //! The machine's Python interpreters: on `PATH`, under pyenv's versions directory and
 //! among uv's managed installs. The highest patch of a `major.minor` wins.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -63,14 +64,10 @@ fn discover(uv: Option<&Path>) -> Vec<Interpreter> {
         }
     }
     let mut found: Vec<Interpreter> = Vec::new();
+    let mut seen: HashSet<PathBuf> = HashSet::new();
     for path in candidates.into_iter().filter(|p| p.is_file()) {
-        let Ok(real) = path.canonicalize() else {
-            continue;
-        };
-        if found
-            .iter()
-            .any(|i| i.path.canonicalize().ok() == Some(real.clone()))
-        {
+        // One interpreter under several names (symlinks) is asked once.
+        if !path.canonicalize().is_ok_and(|real| seen.insert(real)) {
             continue;
         }
         if let Some(version) = version_of(&path) {
