@@ -1,7 +1,8 @@
 """Fixtures: real `mlfusion serve` processes on 127.0.0.1 and a local PySpark session.
 
 The server binary is ``MLFUSION_BIN`` or the debug build in ``target/``; Spark runs its
-Python workers in this interpreter (the project venv).
+Python workers in this interpreter (the project venv). Servers that build models' envs
+(``--env-manager uv``) share uv's package cache with the Rust env tests.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +28,7 @@ CONFORMANCE = Path(
 
 os.environ["PYSPARK_PYTHON"] = sys.executable
 os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+os.environ.setdefault("UV_CACHE_DIR", str(Path(tempfile.gettempdir()) / "mlfusion-tests-uv-cache"))
 
 
 class Server:
@@ -44,7 +47,7 @@ class Server:
         self.tls = self.location.startswith("grpc+tls")
 
     def _wait_for_location(self) -> str:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # envs built from a cold uv cache download
         while time.monotonic() < deadline:
             for line in self.log.read_text().splitlines():
                 if line.startswith("mlfusion: serving ") and " at " in line:
@@ -102,10 +105,18 @@ def start_server(tmp_session):
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def test_models(start_server) -> Server:
-    """The repo's test models: churn, adder, labeler (struct result), raiser."""
-    return start_server(*(f"--model={m}={MODELS / m}" for m in ("churn", "adder", "labeler", "raiser")))
+@pytest.fixture(scope="session", params=["local", "uv"])
+def test_models(request, start_server, tmp_session) -> Server:
+    """The repo's test models: churn, adder, labeler (struct result), raiser; served from
+    the engine's venv, then (``uv``) each from the env its own files ask for: churn's and
+    labeler's ``requirements.txt`` pin numpy and pandas, adder and raiser name nothing
+    (their env holds what the worker needs)."""
+    args = [f"--model={m}={MODELS / m}" for m in ("churn", "adder", "labeler", "raiser")]
+    if request.param == "uv":
+        args += ["--env-manager", "uv", "--env-cache", str(tmp_session / "envs")]
+    server = start_server(*args)
+    server.env_manager = request.param
+    return server
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 """The server under real clients: tokens, TLS, clients killed mid-stream, a failing model
-beside a healthy one, and 32 concurrent streams that lose, duplicate and reorder nothing."""
+beside a healthy one, 32 concurrent streams that lose, duplicate and reorder nothing, and
+models served from environments of their own (the tests taking ``test_models`` run
+against ``serve`` and ``serve --env-manager uv``)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import mlflow.pyfunc
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
@@ -159,6 +163,32 @@ def test_large_batches_get_one_answer_each(test_models):
     out = score(test_models.location, "adder", batches)
     assert [len(a) for a in out] == sizes
     assert np.array_equal(pa.concat_arrays(out).to_numpy(), np.arange(bounds[-1], dtype=np.float64))
+
+
+def test_models_are_served_from_their_own_envs(test_models, spark):
+    listed = {m["model"]: m for m in test_models.action("models")}
+    if test_models.env_manager == "local":
+        assert {m["env"] for m in listed.values()} == {"local"}
+    else:
+        pinned, bare = listed["churn"]["env"], listed["adder"]["env"]
+        assert pinned.startswith("py3.11-") and bare.startswith("py3.11-") and pinned != bare, listed
+        assert listed["labeler"]["env"] == pinned and listed["raiser"]["env"] == bare, listed
+    assert all(m["python"].startswith("3.11.") for m in listed.values()), listed
+
+    # Through Spark, as MLflow's own load_model + predict computes them in this venv.
+    frame = pd.DataFrame({"x": [1.5, -2.0, 0.25, 0.0], "tag": ["a", "b", "c", "d"]})
+    df = spark.createDataFrame(frame).repartition(2)
+    labeler = mlfusion.spark_udf(spark, "labeler", "label string, score double", server=test_models.location)
+    got = df.select("x", labeler("x", "tag").alias("p")).orderBy("x").collect()
+    expected = mlflow.pyfunc.load_model(str(MODELS / "labeler")).predict(frame.sort_values("x"))
+    assert [(r.p.label, r.p.score) for r in got] == list(zip(expected["label"], expected["score"]))
+
+    churn_input = pd.DataFrame({"tenure_months": [1, 24, 60], "monthly_charges": [99.5, 50.0, 20.25],
+                                "support_calls": [5, 1, 0]})
+    churn = mlfusion.spark_udf(spark, "churn", server=test_models.location)
+    got = spark.createDataFrame(churn_input).select(churn("tenure_months", "monthly_charges", "support_calls"))
+    expected = mlflow.pyfunc.load_model(str(MODELS / "churn")).predict(churn_input)
+    assert [r[0] for r in got.collect()] == list(expected)
 
 
 def test_32_concurrent_streams_lose_duplicate_and_reorder_nothing(start_server, capsys):
