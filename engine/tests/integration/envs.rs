@@ -59,6 +59,22 @@ fn query(cache: &Path, args: &[&str]) -> Output {
     query_command(cache, args).output().expect("mlfusion runs")
 }
 
+/// `mlfusion query --env-manager uv --format csv` of `statements` with `models` (name, dir).
+fn scoring(cache: &Path, models: &[(&str, &str)], statements: &[&str]) -> Command {
+    let mut command = query_command(cache, &["--format", "csv"]);
+    for (name, dir) in models {
+        command.arg("--model").arg(format!("{name}={dir}"));
+    }
+    for statement in statements {
+        command.args(["-c", statement]);
+    }
+    command
+}
+
+fn output(mut command: Command) -> Output {
+    command.output().expect("mlfusion runs")
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -70,20 +86,17 @@ fn models_with_conflicting_requirements_score_in_their_own_envs_in_one_query() {
     let old = env_model(tmp.path(), "old", "3.11.7", "scikit-learn==1.5.2\n", tag);
     let new = env_model(tmp.path(), "new", "3.11.7", "scikit-learn==1.9.1\n", tag);
     let cache = tmp.path().join("envs");
-    let (old_arg, new_arg) = (format!("old={old}"), format!("new={new}"));
-    let args = [
-        "--model",
-        &old_arg,
-        "--model",
-        &new_arg,
-        "--format",
-        "csv",
-        "-c",
-        "SELECT old(x) AS o, new(x) AS n FROM (VALUES (1.0), (2.0)) t(x)",
-        "-c",
-        "SELECT name, env, python FROM models() ORDER BY name",
-    ];
-    let first = query(&cache, &args);
+    let run = || {
+        output(scoring(
+            &cache,
+            &[("old", &old), ("new", &new)],
+            &[
+                "SELECT old(x) AS o, new(x) AS n FROM (VALUES (1.0), (2.0)) t(x)",
+                "SELECT name, env, python FROM models() ORDER BY name",
+            ],
+        ))
+    };
+    let first = run();
     let printed = success(&first);
     assert!(
         printed.contains("o,n\n1.5.2 py3.11,1.9.1 py3.11\n1.5.2 py3.11,1.9.1 py3.11\n"),
@@ -101,7 +114,7 @@ fn models_with_conflicting_requirements_score_in_their_own_envs_in_one_query() {
     assert_eq!(log.matches("building env").count(), 2, "{log}");
 
     // A second process builds nothing: both envs are reused as they are.
-    let second = query(&cache, &args);
+    let second = run();
     assert_eq!(success(&second), printed);
     let log = stderr(&second);
     assert!(!log.contains("building env"), "{log}");
@@ -120,20 +133,14 @@ fn a_model_logged_under_another_python_scores_as_mlflow_does_in_that_python() {
         "'%d.%d %r' % (sys.version_info[0], sys.version_info[1], float(__import__('numpy').sin(x) * 1e6))",
     );
     let cache = tmp.path().join("envs");
-    let arg = format!("m={model}");
-    let out = query(
+    let out = output(scoring(
         &cache,
+        &[("m", &model)],
         &[
-            "--model",
-            &arg,
-            "--format",
-            "csv",
-            "-c",
             "SELECT m(x) AS p FROM (VALUES (0.5), (1.5), (2.5)) t(x)",
-            "-c",
             "SELECT env, python FROM models()",
         ],
-    );
+    ));
     let printed = success(&out);
     let lines: Vec<&str> = printed.lines().collect();
     assert_eq!(lines[0], "p");
@@ -171,18 +178,7 @@ fn a_model_pinning_mlflow_2_loads_and_scores() {
         "'mlflow %s pyarrow %s' % (__import__('mlflow').__version__, __import__('pyarrow').__version__)",
     );
     let cache = tmp.path().join("envs");
-    let arg = format!("m={model}");
-    let out = query(
-        &cache,
-        &[
-            "--model",
-            &arg,
-            "--format",
-            "csv",
-            "-c",
-            "SELECT m(1.0) AS v",
-        ],
-    );
+    let out = output(scoring(&cache, &[("m", &model)], &["SELECT m(1.0) AS v"]));
     let printed = success(&out);
     assert!(
         printed.starts_with("v\nmlflow 2.17.2 pyarrow "),
@@ -195,18 +191,10 @@ fn processes_started_together_on_a_cold_env_build_it_once() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let model = env_model(tmp.path(), "plain", "3.11.7", "", "str(x)");
     let cache = tmp.path().join("envs");
-    let arg = format!("m={model}");
-    let args = [
-        "--model",
-        &arg,
-        "--format",
-        "csv",
-        "-c",
-        "SELECT m(1.0) AS v",
-    ];
+    let one = || scoring(&cache, &[("m", &model)], &["SELECT m(1.0) AS v"]);
     let children: Vec<_> = (0..2)
         .map(|_| {
-            query_command(&cache, &args)
+            one()
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -234,16 +222,8 @@ fn a_build_killed_half_way_is_never_used_and_the_next_run_builds_cleanly() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let model = env_model(tmp.path(), "plain", "3.11.7", "six==1.16.0\n", "str(x)");
     let cache = tmp.path().join("envs");
-    let arg = format!("m={model}");
-    let args = [
-        "--model",
-        &arg,
-        "--format",
-        "csv",
-        "-c",
-        "SELECT m(1.0) AS v",
-    ];
-    let mut child = query_command(&cache, &args)
+    let one = || scoring(&cache, &[("m", &model)], &["SELECT m(1.0) AS v"]);
+    let mut child = one()
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -266,7 +246,7 @@ fn a_build_killed_half_way_is_never_used_and_the_next_run_builds_cleanly() {
         .unwrap_or(0);
     assert_eq!(finished, 0, "a killed build left a finished env");
 
-    let out = query(&cache, &args);
+    let out = output(one());
     assert_eq!(success(&out), "v\n1.0\n");
     assert!(stderr(&out).contains("building env"), "{}", stderr(&out));
     let left: Vec<_> = std::fs::read_dir(&staging)
@@ -283,8 +263,7 @@ fn env_failures_name_the_model_the_env_and_a_hint() {
     let cache = tmp.path().join("envs");
     let run = |name: &str, python: &str, requirements: &str, extra: &[(&str, &str)]| {
         let model = env_model(tmp.path(), name, python, requirements, "str(x)");
-        let arg = format!("{name}={model}");
-        let mut command = query_command(&cache, &["--model", &arg, "-c", "SELECT 1"]);
+        let mut command = scoring(&cache, &[(name, &model)], &["SELECT 1"]);
         for (k, v) in extra {
             command.env(k, v);
         }
