@@ -75,6 +75,23 @@ fn output(mut command: Command) -> Output {
     command.output().expect("mlfusion runs")
 }
 
+/// Every file below `dir`, as strings.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                files.push(path.display().to_string());
+            }
+        }
+    }
+    files
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -112,6 +129,20 @@ fn models_with_conflicting_requirements_score_in_their_own_envs_in_one_query() {
     assert_ne!(keys[0], keys[1], "two requirement sets, two envs");
     let log = stderr(&first);
     assert_eq!(log.matches("building env").count(), 2, "{log}");
+    // The workers compiled what they imported into their env, not beside the model.
+    for key in &keys {
+        let pycache = cache.join("envs").join(key).join(".mlfusion-pycache");
+        let compiled = files_under(&pycache);
+        assert!(
+            compiled
+                .iter()
+                .any(|p| p.ends_with(".pyc") && p.contains("/sklearn/")),
+            "{key}: {} files in {}",
+            compiled.len(),
+            pycache.display()
+        );
+    }
+    assert!(!Path::new(&old).join("code").join("__pycache__").exists());
 
     // A second process builds nothing: both envs are reused as they are.
     let second = run();

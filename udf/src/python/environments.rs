@@ -4,9 +4,12 @@
 //!
 //! Layout under the cache directory:
 //!
-//! - `envs/<key>/`: a finished env (a venv, relocatable, bytecode compiled), with
-//!   `mlfusion-env.json` saying how it was built and `.mlfusion-used-by/` one file per
-//!   model URI that used it (its modification time: when);
+//! - `envs/<key>/`: a finished env (a venv, relocatable), with `mlfusion-env.json`
+//!   saying how it was built, `.mlfusion-used-by/` one file per model URI that used it
+//!   (its modification time: when) and `.mlfusion-pycache/` the bytecode of what its
+//!   workers imported (compiled by the first worker that imports a module: compiling
+//!   every module of a typical env, ~7,000 files, took 10 s of a cold start where a
+//!   model imports a third of them);
 //! - `locks/<key>.lock`: held exclusively while the env is built or removed, shared by
 //!   every process using the env, for its lifetime;
 //! - `staging/<key>.<pid>/`: an env being built; renamed into `envs/` only once it is
@@ -35,7 +38,7 @@ use crate::error::{Error, Result};
 use crate::pyfunc::environment::{PythonEnv, Requirements, hex, local_path};
 use crate::pyfunc::mlmodel::MlModel;
 use crate::python::interpreter::{default_venv, linked_python};
-use crate::python::workers::check_python;
+use crate::python::workers::{WorkerPython, check_python};
 
 /// Bumped when what an env must hold for the worker changes: old envs are then not reused.
 const LAYOUT_VERSION: u32 = 1;
@@ -125,6 +128,14 @@ impl ModelEnv {
     /// The env's interpreter.
     pub fn python(&self) -> PathBuf {
         self.dir.join("bin").join("python")
+    }
+
+    /// The interpreter for workers, with the env's bytecode directory.
+    pub(crate) fn worker_python(&self) -> WorkerPython {
+        WorkerPython {
+            path: self.python(),
+            pycache: Some(self.dir.join(PYCACHE_DIR)),
+        }
     }
 
     /// Its Python version (`3.10.13`).
@@ -431,25 +442,6 @@ impl EnvCache {
                 .arg(&requirements_file)
                 .current_dir(&model.dir),
         )?;
-        // Bytecode compiled now: a worker's imports then take seconds less. Test suites
-        // are left out (half the files of numpy, pandas or scikit-learn; models never
-        // import them); the paths recorded are the final ones.
-        let _ = build_command(&python)
-            .args([
-                "-m",
-                "compileall",
-                "-q",
-                "-j",
-                "0",
-                "-x",
-                r"[/\\]tests?[/\\]",
-                "-s",
-            ])
-            .arg(&staging)
-            .arg("-p")
-            .arg(dir)
-            .arg(staging.join("lib"))
-            .output();
         let python_version = match check_python(&python) {
             Ok(version) => version,
             Err(output) => {
@@ -490,8 +482,8 @@ impl EnvCache {
         if std::env::var_os("UV_CACHE_DIR").is_none() {
             command.env("UV_CACHE_DIR", self.root.join("uv-cache"));
         }
-        // uv links from its cache; without bytecode the worker spends seconds on imports,
-        // so compileall runs after the install (see `build`).
+        // Workers compile what they import into the env's own bytecode directory (see
+        // the module doc); compiling every module here would only slow the build.
         command.env_remove("UV_COMPILE_BYTECODE");
         command.stdin(std::process::Stdio::null());
         command
@@ -667,6 +659,8 @@ fn build_command(program: &Path) -> Command {
 const INFO_FILE: &str = "mlfusion-env.json";
 /// One file per model URI that used the env.
 const USED_BY_DIR: &str = ".mlfusion-used-by";
+/// Where workers in the env keep their bytecode (see the module doc).
+const PYCACHE_DIR: &str = ".mlfusion-pycache";
 
 /// The Python version of a finished env in `dir`, `None` when there is none.
 fn finished(dir: &Path) -> Option<String> {

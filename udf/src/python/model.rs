@@ -24,7 +24,7 @@ use crate::python::exception::python_error;
 use crate::python::interpreter::{bridge, start_python};
 use crate::python::metrics::ModelMetrics;
 use crate::python::store::ResolvedUri;
-use crate::python::workers::{WorkerLimits, WorkerPool};
+use crate::python::workers::{WorkerLimits, WorkerPool, WorkerPython};
 
 /// A model loaded once through its `loader_module`: in the embedded interpreter, or in
 /// each process of a [`WorkerPool`].
@@ -87,8 +87,17 @@ impl PyModel {
         env: Option<ModelEnv>,
     ) -> Result<Self> {
         let (python, workers) = match &env {
-            Some(env) => (env.python(), workers.max(1)),
-            None => (start_python(None)?.join("bin").join("python"), workers),
+            Some(env) => (env.worker_python(), workers.max(1)),
+            None => {
+                let path = start_python(None)?.join("bin").join("python");
+                (
+                    WorkerPython {
+                        path,
+                        pycache: None,
+                    },
+                    workers,
+                )
+            }
         };
         let code_dir = mlmodel.code_dir().map(|p| p.display().to_string());
         let data_path = mlmodel.data_path().display().to_string();

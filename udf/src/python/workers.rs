@@ -56,6 +56,17 @@ pub(crate) fn check_python(python: &Path) -> std::result::Result<String, String>
     }
 }
 
+/// The interpreter a pool's workers run.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerPython {
+    /// A venv's `python`.
+    pub(crate) path: PathBuf,
+    /// Where the workers keep the bytecode they compile (`PYTHONPYCACHEPREFIX`), if
+    /// anywhere: a model env's modules are compiled by the first worker that imports
+    /// them, outside the model's own directory, and reused by every later worker.
+    pub(crate) pycache: Option<PathBuf>,
+}
+
 /// Bounds on each worker of a pool; all off by default (as in `spark_udf`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WorkerLimits {
@@ -73,7 +84,7 @@ pub struct WorkerLimits {
 #[derive(Debug)]
 pub struct WorkerPool {
     model: String,
-    python: PathBuf,
+    python: WorkerPython,
     /// The load message each new worker gets (the bridge's `load_model` arguments).
     load: Value,
     size: usize,
@@ -102,7 +113,7 @@ impl WorkerPool {
     /// (the bridge's `load_model` arguments); they load in parallel.
     pub(crate) fn start(
         model: &str,
-        python: PathBuf,
+        python: WorkerPython,
         mut load: Value,
         size: usize,
         limits: WorkerLimits,
@@ -308,7 +319,12 @@ impl WorkerPool {
     }
 
     fn spawn(&self) -> Result<Worker> {
-        let mut command = Command::new(&self.python);
+        let mut command = Command::new(&self.python.path);
+        if let Some(prefix) = &self.python.pycache {
+            command
+                .env("PYTHONPYCACHEPREFIX", prefix)
+                .env_remove("PYTHONDONTWRITEBYTECODE");
+        }
         if std::env::var_os("OMP_NUM_THREADS").is_none() {
             // One worker per core already: native thread pools (OpenMP in scikit-learn's
             // trees, BLAS) get one thread each, as PySpark does for its Python workers.
@@ -326,7 +342,7 @@ impl WorkerPool {
             .map_err(|e| {
                 self.error(format!(
                     "cannot start a worker process with {}: {e}",
-                    self.python.display()
+                    self.python.path.display()
                 ))
             })?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
