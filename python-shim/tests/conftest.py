@@ -112,8 +112,7 @@ def test_models(request, start_server, tmp_session) -> Server:
     labeler's ``requirements.txt`` pin numpy and pandas, adder and raiser name nothing
     (their env holds what the worker needs)."""
     args = [f"--model={m}={MODELS / m}" for m in ("churn", "adder", "labeler", "raiser")]
-    if request.param == "uv":
-        args += ["--env-manager", "uv", "--env-cache", str(tmp_session / "envs")]
+    args += ["--env-manager", request.param, "--env-cache", str(tmp_session / "envs")]
     server = start_server(*args)
     server.env_manager = request.param
     return server
