@@ -55,10 +55,6 @@ fn query_command(cache: &Path, args: &[&str]) -> Command {
     command
 }
 
-fn query(cache: &Path, args: &[&str]) -> Output {
-    query_command(cache, args).output().expect("mlfusion runs")
-}
-
 /// `mlfusion query --env-manager uv --format csv` of `statements` with `models` (name, dir).
 fn scoring(cache: &Path, models: &[(&str, &str)], statements: &[&str]) -> Command {
     let mut command = query_command(cache, &["--format", "csv"]);
@@ -298,7 +294,7 @@ fn env_failures_name_the_model_the_env_and_a_hint() {
         for (k, v) in extra {
             command.env(k, v);
         }
-        failure(&command.output().expect("mlfusion runs"))
+        failure(&output(command))
     };
 
     let e = run("ancient", "3.4.10", "", &[]);
@@ -465,7 +461,7 @@ fn the_bridge_works_with_the_oldest_libraries_it_asks_for() {
     for s in &statements {
         args.extend(["-c", s.as_str()]);
     }
-    let old = success(&query(&cache, &args));
+    let old = success(&output(query_command(&cache, &args)));
     let local = success(
         &Command::new(BIN)
             .args(["query", "--workers", "1"])
