@@ -1,6 +1,7 @@
 //! Models in worker processes (`--workers`): each row scored exactly once whatever the
 //! query does with the call, batches coalesced to the batch size with every prediction on
-//! its own row, and no worker outliving the engine.
+//! its own row, and no worker outliving the engine; and in the engine's own interpreter
+//! (`--workers 0`), each thread keeping its Python thread state from batch to batch.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -181,4 +182,29 @@ fn stat_field(pid: u32, n: usize) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_name = &stat[stat.rfind(')')? + 1..];
     after_name.split_whitespace().nth(n).map(str::to_owned)
+}
+
+#[test]
+fn in_process_threads_keep_their_python_thread_state_from_batch_to_batch() {
+    // Many small batches on two partitions: the tokio workers score several each. The
+    // model raises when a thread it saw before comes back with a new thread state (what
+    // crashed TensorFlow and Keras 3 models in pybind11's `gil_scoped_acquire`).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("features.parquet");
+    write_features(&input, 20_000);
+    let out = Command::new(BIN)
+        .args(["query", "--workers", "0", "--batch-size", "500"])
+        .args(["--target-partitions", "2"])
+        .args(["--model", &format!("m={}", test_model("thread-state"))])
+        .args(["--result-type", "m=double"])
+        .args(["--table", &format!("t={}", input.display())])
+        .args([
+            "--format",
+            "csv",
+            "SELECT count(*), sum(round(m(f0) - f0)) FROM t",
+        ])
+        .output()
+        .expect("run mlfusion");
+    let stdout = success(&out);
+    assert!(stdout.contains("20000,20000"), "{stdout}");
 }

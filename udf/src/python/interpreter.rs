@@ -1,11 +1,12 @@
 //! The embedded CPython: started once, pointed at a venv, with the bridge module loaded.
 //!
 //! Rules (see the crate docs): the interpreter is started before any thread attaches;
-//! afterwards any thread may `Python::attach`, but only around a Python call — never
-//! while waiting on DataFusion, a channel or a future.
+//! afterwards any thread may [`attach`], but only around a Python call — never while
+//! waiting on DataFusion, a channel or a future.
 
 #![allow(unsafe_code)]
 
+use std::cell::Cell;
 use std::ffi::CString;
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,37 @@ const BUILD_PYTHON: Option<&str> = option_env!("PYO3_PYTHON");
 
 static STARTED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 static BRIDGE: OnceLock<Py<PyModule>> = OnceLock::new();
+
+thread_local! {
+    /// Whether this thread's Python thread state is kept (see [`attach`]).
+    static THREAD_STATE_KEPT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// `Python::attach`, keeping the thread's Python thread state for the rest of the thread's
+/// life instead of deleting it when `f` returns.
+///
+/// pybind11 (TensorFlow, Keras 3, ONNX Runtime, ...) remembers the thread state of the
+/// thread that first imports one of its modules, and takes the GIL with it later: with
+/// `Python::attach` alone, that state is freed when the call returns, and the next call
+/// on the same thread (a tokio worker scoring the next batch) crashes the process in
+/// `take_gil`. One `PyGILState_Ensure` that is never released keeps the state alive: later
+/// attaches reuse it (a thread that ends leaves it behind, a few hundred bytes).
+pub(crate) fn attach<F, R>(f: F) -> R
+where
+    F: for<'py> FnOnce(Python<'py>) -> R,
+{
+    Python::attach(|py| {
+        if !THREAD_STATE_KEPT.replace(true) {
+            // SAFETY: attached, so the interpreter is running and this thread holds the
+            // GIL: Ensure only counts one more holder of this thread's state, which is
+            // never released, so the state outlives every later attach.
+            unsafe {
+                ffi::PyGILState_Ensure();
+            }
+        }
+        f(py)
+    })
+}
 
 /// Where the interpreter takes its packages from, in order: an explicit venv,
 /// `MLFUSION_VENV`, `VIRTUAL_ENV`, then the venv mlfusion was built with.

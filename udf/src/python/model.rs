@@ -1,6 +1,7 @@
 //! A pyfunc model loaded in the embedded interpreter or in worker processes, and its
 //! scorers: the model bound to one result type and params, scoring input frames.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,13 +19,17 @@ use crate::pyfunc::enforce::{InputFrame, Label};
 use crate::pyfunc::mlmodel::MlModel;
 use crate::pyfunc::params::validate_params;
 use crate::pyfunc::result_type::{ResultType, SparkType};
-use crate::pyfunc::signature::{MlflowType, Schema};
+use crate::pyfunc::signature::{ColType, MlflowType, Schema};
 use crate::python::environments::ModelEnv;
 use crate::python::exception::python_error;
-use crate::python::interpreter::{bridge, start_python};
+use crate::python::interpreter::{attach, bridge, start_python};
+use crate::python::loader::LoadOptions;
 use crate::python::metrics::ModelMetrics;
 use crate::python::store::ResolvedUri;
 use crate::python::workers::{WorkerLimits, WorkerPool, WorkerPython};
+
+/// MLflow's environment variable of config overrides, read where the model loads.
+const INFERENCE_CONFIG_VAR: &str = "MLFLOW_PYFUNC_INFERENCE_CONFIG";
 
 /// A model loaded once through its `loader_module`: in the embedded interpreter, or in
 /// each process of a [`WorkerPool`].
@@ -37,6 +42,10 @@ pub struct PyModel {
     runtime: Runtime,
     /// The model's own env, when it has one (held for the model's lifetime).
     env: Option<ModelEnv>,
+    /// The config `_load_pyfunc` was given (saved config with the binding's overrides).
+    model_config: Option<Value>,
+    /// The environment variables its workers were given.
+    extra_env: BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -74,19 +83,22 @@ impl PyModel {
             workers,
             limits,
             None,
+            &LoadOptions::default(),
         )
     }
 
     /// Loads `mlmodel`: with `env`, in (at least one) worker process of that env's
-    /// Python; else as [`PyModel::load_in_workers`] does.
+    /// Python; else as [`PyModel::load_in_workers`] does. `options` give its config
+    /// overrides and its workers' environment variables (their `env_manager` is `env`).
     pub fn from_mlmodel(
         name: &str,
         mlmodel: MlModel,
         workers: usize,
         limits: WorkerLimits,
         env: Option<ModelEnv>,
+        options: &LoadOptions,
     ) -> Result<Self> {
-        let (python, workers) = match &env {
+        let (mut python, workers) = match &env {
             Some(env) => (env.worker_python(), workers.max(1)),
             None => {
                 let path = start_python(None)?.join("bin").join("python");
@@ -94,6 +106,7 @@ impl PyModel {
                     WorkerPython {
                         path,
                         pycache: None,
+                        env: Vec::new(),
                     },
                     workers,
                 )
@@ -101,7 +114,24 @@ impl PyModel {
         };
         let code_dir = mlmodel.code_dir().map(|p| p.display().to_string());
         let data_path = mlmodel.data_path().display().to_string();
-        let model_config = mlmodel.pyfunc.model_config.as_ref().map(Value::to_string);
+        if workers == 0 && !options.extra_env.is_empty() {
+            return Err(Error::Call {
+                model: name.to_owned(),
+                message: "extra_env sets the environment of the model's own processes, and with --workers 0 it has none (every model shares the engine's)\nhint: run it in worker processes (--workers 1 or more)".into(),
+            });
+        }
+        python.env = options.extra_env.clone().into_iter().collect();
+        let inference_env = options
+            .extra_env
+            .get(INFERENCE_CONFIG_VAR)
+            .cloned()
+            .or_else(|| std::env::var(INFERENCE_CONFIG_VAR).ok());
+        let effective_config = mlmodel.model_config_with(
+            name,
+            options.model_config.as_ref(),
+            inference_env.as_deref(),
+        )?;
+        let model_config = effective_config.as_ref().map(Value::to_string);
         let runtime = if workers > 0 {
             let load = json!({
                 "code_dir": code_dir,
@@ -113,7 +143,7 @@ impl PyModel {
                 name, python, load, workers, limits,
             )?))
         } else {
-            Runtime::InProcess(Python::attach(|py| -> Result<Py<PyAny>> {
+            Runtime::InProcess(attach(|py| -> Result<Py<PyAny>> {
                 let loaded = bridge(py)?.getattr("load_model").and_then(|f| {
                     f.call1((
                         code_dir,
@@ -134,7 +164,56 @@ impl PyModel {
             mlmodel,
             runtime,
             env,
+            model_config: effective_config,
+            extra_env: options.extra_env.clone(),
         })
+    }
+
+    /// Checks that a client's `model_config` overrides and `extra_env` (as `spark_udf`
+    /// takes them) would load the model as it is loaded: a server loads each model once,
+    /// so a client cannot change either.
+    pub fn check_load_options(
+        &self,
+        model_config: Option<&serde_json::Map<String, Value>>,
+        extra_env: Option<&BTreeMap<String, String>>,
+    ) -> Result<()> {
+        let refuse = |what: &str, asked: String, loaded: String| Error::Call {
+            model: self.name.clone(),
+            message: format!(
+                "the client asks for {what} {asked}, but the model is served with {loaded}; a server loads each model once\nhint: serve the model under a second name with that {what} (--model-config / --extra-env, or the config file)"
+            ),
+        };
+        if let Some(env) = extra_env
+            && *env != self.extra_env
+        {
+            return Err(refuse(
+                "extra_env",
+                json!(env).to_string(),
+                json!(self.extra_env).to_string(),
+            ));
+        }
+        if model_config.is_some() {
+            let inference_env = self
+                .extra_env
+                .get(INFERENCE_CONFIG_VAR)
+                .cloned()
+                .or_else(|| std::env::var(INFERENCE_CONFIG_VAR).ok());
+            let asked = self.mlmodel.model_config_with(
+                &self.name,
+                model_config,
+                inference_env.as_deref(),
+            )?;
+            if asked != self.model_config {
+                let show =
+                    |c: &Option<Value>| c.as_ref().map_or("no config".into(), Value::to_string);
+                return Err(refuse(
+                    "model_config",
+                    show(&asked),
+                    show(&self.model_config),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The worker processes scoring this model, if it runs in workers.
@@ -224,12 +303,17 @@ impl PyModel {
             ),
             _ => (None, false),
         };
+        // Nested ColSpec inputs get MLflow's own per-value enforcement, in Python.
+        let nested = matches!(&signature.inputs, Some(Schema::Columns(cols))
+            if cols.iter().any(|c| !matches!(c.ty, ColType::Primitive(_))));
         let config = json!({
             "result_type": result_type.spark.to_json(),
             "params": params,
             "datetime_params": datetime_params,
             "tensors": tensors,
             "tensor_names": tensor_names,
+            "nested_inputs": signature.inputs_json.as_ref().filter(|_| nested && !signature.from_type_hints),
+            "example_dir": signature.from_example_type.then(|| self.mlmodel.dir.display().to_string()),
         });
         let predict_fn = self
             .mlmodel
@@ -238,15 +322,13 @@ impl PyModel {
             .as_deref()
             .unwrap_or("predict");
         let python = match &self.runtime {
-            Runtime::InProcess(model) => {
-                PyScorer::InProcess(Python::attach(|py| -> Result<Py<PyAny>> {
-                    bridge(py)?
-                        .getattr("Scorer")
-                        .and_then(|cls| cls.call1((model.bind(py), predict_fn, config.to_string())))
-                        .map(Bound::unbind)
-                        .map_err(|e| python_error(py, &self.name, "binding the model", &e))
-                })?)
-            }
+            Runtime::InProcess(model) => PyScorer::InProcess(attach(|py| -> Result<Py<PyAny>> {
+                bridge(py)?
+                    .getattr("Scorer")
+                    .and_then(|cls| cls.call1((model.bind(py), predict_fn, config.to_string())))
+                    .map(Bound::unbind)
+                    .map_err(|e| python_error(py, &self.name, "binding the model", &e))
+            })?),
             Runtime::Workers(_) => PyScorer::Workers {
                 predict_fn: predict_fn.to_owned(),
                 config: config.to_string(),
@@ -376,7 +458,7 @@ impl Scorer {
     ) -> Result<ArrayData> {
         let name = self.model.name();
         let waiting = Instant::now();
-        Python::attach(|py| -> Result<ArrayData> {
+        attach(|py| -> Result<ArrayData> {
             let attached = Instant::now();
             metrics.queued_time.add_duration(attached - waiting);
             let to_py = |e: PyErr| python_error(py, name, "predict", &e);

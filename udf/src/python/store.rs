@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::python::exception::format_py_err;
-use crate::python::interpreter::{bridge, start_python};
+use crate::python::interpreter::{attach, bridge, start_python};
 
 /// Resolves model URIs to local directories, downloading into a cache.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ impl ModelStore {
             });
         }
         start_python(None)?;
-        Python::attach(|py| {
+        attach(|py| {
             let resolved = bridge(py)?
                 .getattr("resolve_model_uri")
                 .and_then(|f| f.call1((uri, self.cache_dir.display().to_string())))
