@@ -7,7 +7,9 @@
 //! `../shared/conformance/cases` beside the repo), and `testdata/oracle-cases`, more cases
 //! recorded from the real `spark_udf` by `tests/oracle/generate.py`. An oracle case names a
 //! shared case's model to start from (`model_recipe.base`), the output recipe and input
-//! signature to give it, and the shared case whose `input.parquet` it reads (`input`).
+//! signature to give it, and the shared case whose `input.parquet` it reads (`input`); or
+//! it holds its own `model/` (saved by MLflow) and `input.parquet`, and may give the
+//! call's `model_config`.
 //!
 //! Each case runs twice: with the model in the engine's own interpreter (`--workers 0`) and
 //! in a worker process (`--workers 1`).
@@ -230,6 +232,9 @@ fn run_case(dir: &Path, workers: usize) -> Result<(), String> {
     }
     if !case["params"].is_null() {
         cmd.arg("--params").arg(format!("m={}", case["params"]));
+    }
+    if let Some(config) = case.get("model_config").filter(|c| !c.is_null()) {
+        cmd.arg("--model-config").arg(format!("m={config}"));
     }
     cmd.arg(format!(
         "SELECT {call} AS prediction FROM input ORDER BY idx"

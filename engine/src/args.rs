@@ -48,6 +48,8 @@ pub struct QueryArgs {
     /// Inference params of model NAME as a JSON object.
     #[arg(long = "params", value_name = "NAME=JSON")]
     pub params: Vec<String>,
+    #[command(flatten)]
+    pub load: LoadFlags,
     /// Register a Parquet (or .csv) file, directory or glob as table NAME (repeatable).
     #[arg(long = "table", value_name = "NAME=PATH")]
     pub tables: Vec<String>,
@@ -332,6 +334,19 @@ pub fn split_assignment<'a>(
     }
 }
 
+/// How models load, per model: `spark_udf`'s `model_config` and `extra_env`.
+#[derive(Debug, Default, Args)]
+pub struct LoadFlags {
+    /// Config overrides of model NAME, as `spark_udf(model_config=...)`: a JSON object, or a
+    /// YAML file holding one. Only keys of the model's saved config are taken.
+    #[arg(long = "model-config", value_name = "NAME=JSON|FILE")]
+    pub model_configs: Vec<String>,
+    /// An environment variable of model NAME's worker processes, as
+    /// `spark_udf(extra_env=...)` (repeatable).
+    #[arg(long = "extra-env", value_name = "NAME=VAR=VALUE")]
+    pub extra_envs: Vec<String>,
+}
+
 /// `mlfusion demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -354,7 +369,10 @@ pub struct ServeArgs {
     /// The result type clients of model NAME get unless they ask for another.
     #[arg(long = "result-type", value_name = "NAME=DDL")]
     pub result_types: Vec<String>,
-    /// A YAML file of models: `models: {NAME: {uri: URI, result_type: DDL, env_manager: uv}}`.
+    #[command(flatten)]
+    pub load: LoadFlags,
+    /// A YAML file of models: `models: {NAME: {uri: URI, result_type: DDL, env_manager: uv,
+    /// model_config: {...}, extra_env: {VAR: VALUE}}}`.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The address to listen on.

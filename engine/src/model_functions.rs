@@ -7,6 +7,8 @@
 //! CREATE FUNCTION churn_flag() LANGUAGE mlflow
 //!   AS '{"uri": "runs:/<run>/model", "result_type": "double", "params": {"threshold": 0.5}}';
 //! CREATE FUNCTION legacy() LANGUAGE mlflow AS '{"uri": "models/old", "env_manager": "uv"}';
+//! CREATE FUNCTION shout() LANGUAGE mlflow
+//!   AS '{"uri": "models/echo", "model_config": {"suffix": "!"}, "extra_env": {"LEVEL": "2"}}';
 //! SELECT * FROM models();
 //! DROP FUNCTION churn_flag;
 //! ```
@@ -28,14 +30,15 @@ use mlfusion_udf::python::interpreter::linked_version;
 use mlfusion_udf::{EnvManager, ModelLoader, PyModelUdf, SparkType};
 use serde_json::Value;
 
-use crate::registration::{ModelRegistration, model_udf};
+use crate::registration::{ModelRegistration, extra_env, model_udf};
 
 /// The `LANGUAGE` of model functions.
 pub const LANGUAGE: &str = "mlflow";
 
 /// Creates model functions from `CREATE FUNCTION name() [RETURNS type] LANGUAGE mlflow AS
 /// 'uri-or-json'`. The body is the model's path or URI, or a JSON object with `uri` and
-/// optional `result_type` (Spark DDL), `params` and `env_manager`.
+/// optional `result_type` (Spark DDL), `params`, `env_manager`, `model_config` and
+/// `extra_env`.
 #[derive(Debug)]
 pub struct ModelFunctionFactory {
     loader: ModelLoader,
@@ -49,7 +52,8 @@ impl ModelFunctionFactory {
 }
 
 /// The model a `CREATE FUNCTION name ... AS 'body'` registers: the body is a path or URI,
-/// or a JSON object with `uri` and optional `result_type`, `params` and `env_manager`.
+/// or a JSON object with `uri` and optional `result_type`, `params`, `env_manager`,
+/// `model_config` and `extra_env`.
 fn parse_body(name: &str, body: &str) -> Result<ModelRegistration> {
     let body = body.trim();
     let mut registration = ModelRegistration {
@@ -82,7 +86,7 @@ fn parse_body(name: &str, body: &str) -> Result<ModelRegistration> {
         }
     };
     registration.params = json.get("params").cloned();
-    registration.env_manager = match json.get("env_manager") {
+    registration.options.env_manager = match json.get("env_manager") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(EnvManager::from_str(s).map_err(bad)?),
         Some(other) => {
@@ -91,6 +95,19 @@ fn parse_body(name: &str, body: &str) -> Result<ModelRegistration> {
             )));
         }
     };
+    registration.options.model_config = match json.get("model_config") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => Some(map.clone()),
+        Some(other) => {
+            return Err(bad(format!(
+                "\"model_config\" must be an object, got {}",
+                mlfusion_udf::limits::abbreviate(&other.to_string(), 200)
+            )));
+        }
+    };
+    if let Some(env) = json.get("extra_env").filter(|e| !e.is_null()) {
+        registration.options.extra_env = extra_env(env).map_err(bad)?;
+    }
     Ok(registration)
 }
 

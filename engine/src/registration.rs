@@ -1,33 +1,34 @@
-//! Which models a session or server loads (from `--model`, `--result-type` and
-//! `--params`, a config file or a `CREATE FUNCTION` body), and loading them as SQL
-//! functions.
+//! Which models a session or server loads (from `--model`, `--result-type`,
+//! `--params`, `--model-config` and `--extra-env`, a config file or a `CREATE FUNCTION`
+//! body), and loading them as SQL functions.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
-use mlfusion_udf::{EnvManager, ModelLoader, PyModelUdf};
-use serde_json::Value;
+use mlfusion_udf::{LoadOptions, ModelLoader, PyModelUdf};
+use serde_json::{Map, Value};
 
-use crate::args::split_assignment;
+use crate::args::{LoadFlags, split_assignment};
 use crate::error::{Error, Result};
 
-/// One model to register: SQL name, path or URI, optional result type, params and
-/// env manager (the session's when `None`).
+/// One model to register: SQL name, path or URI, optional result type and params, and
+/// how it loads (env manager, config overrides, extra env).
 #[derive(Debug, Clone, Default)]
 pub struct ModelRegistration {
     pub name: String,
     pub uri: String,
     pub result_type: Option<String>,
     pub params: Option<Value>,
-    pub env_manager: Option<EnvManager>,
+    pub options: LoadOptions,
 }
 
 /// Loads a model (once) and binds it as the SQL function `m.name`. Runs Python: call it
 /// from a blocking context, not from an async task.
 pub fn model_udf(loader: &ModelLoader, m: &ModelRegistration) -> mlfusion_udf::Result<ScalarUDF> {
-    let model = Arc::new(loader.load_in(&m.name, &m.uri, m.env_manager)?);
+    let model = Arc::new(loader.load_in(&m.name, &m.uri, &m.options)?);
     let scorer = Arc::new(model.scorer(m.result_type.as_deref(), m.params.as_ref())?);
     Ok(PyModelUdf::new(&m.name, scorer).into_udf())
 }
@@ -56,11 +57,13 @@ pub async fn load_models(
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
 }
 
-/// Combines `--model`, `--result-type` and `--params` flags into registrations.
+/// Combines `--model`, `--result-type`, `--params`, `--model-config` and `--extra-env`
+/// flags into registrations.
 pub fn model_registrations(
     models: &[String],
     result_types: &[String],
     params: &[String],
+    load: &LoadFlags,
 ) -> Result<Vec<ModelRegistration>> {
     let mut out: Vec<ModelRegistration> = Vec::new();
     let mut index = HashMap::new();
@@ -100,5 +103,81 @@ pub fn model_registrations(
         })?;
         out[i].params = Some(value);
     }
+    apply_load_flags(&mut out, load)?;
     Ok(out)
+}
+
+/// Applies `--model-config` and `--extra-env` to the registrations they name.
+pub fn apply_load_flags(out: &mut [ModelRegistration], load: &LoadFlags) -> Result<()> {
+    let position = |out: &[ModelRegistration], flag: &'static str, name: &str| {
+        out.iter()
+            .position(|m| m.name == name)
+            .ok_or_else(|| Error::UnknownModel {
+                flag,
+                model: name.to_owned(),
+            })
+    };
+    for c in &load.model_configs {
+        let (name, value) = split_assignment("--model-config", c)?;
+        let i = position(out, "--model-config", name)?;
+        out[i].options.model_config =
+            Some(model_config(value).map_err(|message| Error::BadArgument {
+                flag: "--model-config",
+                value: mlfusion_udf::limits::abbreviate(c, 200),
+                message,
+            })?);
+    }
+    for e in &load.extra_envs {
+        let (name, assignment) = split_assignment("--extra-env", e)?;
+        let i = position(out, "--extra-env", name)?;
+        let (var, value) = assignment
+            .split_once('=')
+            .filter(|(var, _)| !var.is_empty())
+            .ok_or_else(|| Error::BadArgument {
+                flag: "--extra-env",
+                value: e.clone(),
+                message: "expected NAME=VAR=VALUE".into(),
+            })?;
+        out[i]
+            .options
+            .extra_env
+            .insert(var.to_owned(), value.to_owned());
+    }
+    Ok(())
+}
+
+/// A `--model-config` value, as `spark_udf`'s `model_config` takes it: a JSON object, or
+/// the path of a YAML (or JSON) file holding one.
+pub fn model_config(value: &str) -> std::result::Result<Map<String, Value>, String> {
+    let parsed: Value = if value.trim_start().starts_with(['{', '[']) {
+        serde_json::from_str(value).map_err(|e| mlfusion_udf::limits::json_error(&e))?
+    } else {
+        let path = Path::new(value);
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
+        serde_saphyr::from_str(&text)
+            .map_err(|e| format!("the config file {} is not valid YAML: {e}", path.display()))?
+    };
+    match parsed {
+        Value::Object(map) => Ok(map),
+        other => Err(format!(
+            "a model config must be an object of keys to values, got {}",
+            mlfusion_udf::limits::abbreviate(&other.to_string(), 200)
+        )),
+    }
+}
+
+/// An `extra_env` object (of a config file or a `CREATE FUNCTION` body): names to strings.
+pub fn extra_env(value: &Value) -> std::result::Result<BTreeMap<String, String>, String> {
+    let Value::Object(map) = value else {
+        return Err(format!(
+            "\"extra_env\" must be an object of names to strings, got {value}"
+        ));
+    };
+    map.iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => Ok((k.clone(), s.clone())),
+            other => Err(format!("\"extra_env\": {k} must be a string, got {other}")),
+        })
+        .collect()
 }

@@ -9,7 +9,10 @@
 //! DDL, default: the model's) and `params` are `spark_udf`'s; `call` is how the batch's
 //! columns reach the model: `"columns"` (default) passes them positionally, as
 //! `udf(col_a, col_b)`; `"struct"` passes them as one struct, as `udf(struct(a, b))`, so
-//! the model sees the column names.
+//! the model sees the column names. `model_config` and `extra_env` (`spark_udf`'s) are
+//! checked against how the server loaded the model: a server loads each model once.
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -37,6 +40,12 @@ pub struct Command {
     pub params: Option<Value>,
     #[serde(default)]
     pub call: CallForm,
+    /// `spark_udf`'s `model_config`: must load the model as the server loaded it.
+    #[serde(default)]
+    pub model_config: Option<serde_json::Map<String, Value>>,
+    /// `spark_udf`'s `extra_env`: must be the env the server gave the model.
+    #[serde(default)]
+    pub extra_env: Option<BTreeMap<String, String>>,
 }
 
 impl Command {

@@ -242,6 +242,9 @@ impl ModelFlightService {
         let served = Arc::clone(self.models.get(&command.model)?);
         let (m, c) = (Arc::clone(&served), command.clone());
         let scorer = tokio::task::spawn_blocking(move || {
+            m.model()
+                .check_load_options(c.model_config.as_ref(), c.extra_env.as_ref())
+                .map_err(|e| Status::failed_precondition(e.to_string()))?;
             m.scorer(c.result_type.as_deref(), c.params.as_ref())
         })
         .await
@@ -320,9 +323,13 @@ fn score(
         CallForm::Columns => batch.columns().to_vec(),
         CallForm::Struct => vec![Arc::new(StructArray::from(batch.clone())) as _],
     };
-    let inputs = model.mlmodel().signature.inputs.as_ref();
-    let frame = build_input(model.name(), inputs, &args, batch.num_rows())
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let frame = build_input(
+        model.name(),
+        &model.mlmodel().signature,
+        &args,
+        batch.num_rows(),
+    )
+    .map_err(|e| Status::invalid_argument(e.to_string()))?;
     let prediction = scorer
         .predict(&frame, &served.metrics)
         .map_err(|e| Status::invalid_argument(e.to_string()))?;

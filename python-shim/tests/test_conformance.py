@@ -1,5 +1,6 @@
 """mlfusion's PySpark paths return exactly what ``mlflow.pyfunc.spark_udf`` returns, on the
-public conformance cases, in the same Spark session, on the same DataFrame."""
+public conformance cases and the oracle cases that hold their own MLflow-saved model, in the
+same Spark session, on the same DataFrame."""
 
 from __future__ import annotations
 
@@ -7,23 +8,32 @@ import json
 import math
 
 import mlflow.pyfunc
+import numpy as np
 import pytest
-from conftest import CONFORMANCE
+from conftest import CONFORMANCE, ROOT
 from pyspark.sql import Row
 from pyspark.sql import functions as F
 from pyspark.sql.types import _parse_datatype_string
 
 import mlfusion
 
-CASES = sorted(p.parent.name for p in CONFORMANCE.glob("*/case.json"))
+ORACLE = ROOT / "testdata" / "oracle-cases"
+CASE_DIRS = {p.parent.name: p.parent for p in CONFORMANCE.glob("*/case.json")}
+CASE_DIRS.update({p.parent.name: p.parent for p in ORACLE.glob("model_*/case.json")})
+CASES = sorted(CASE_DIRS)
 
 
 @pytest.fixture(scope="module")
 def server(start_server, tmp_session):
     config = tmp_session / "conformance-models.yaml"
-    config.write_text(
-        "models:\n" + "".join(f"  {case}:\n    uri: '{CONFORMANCE / case / 'model'}'\n" for case in CASES)
-    )
+    entries = []
+    for case in CASES:
+        entry = f"  {case}:\n    uri: '{CASE_DIRS[case] / 'model'}'\n"
+        model_config = json.loads((CASE_DIRS[case] / "case.json").read_text()).get("model_config")
+        if model_config is not None:
+            entry += f"    model_config: {json.dumps(model_config)}\n"
+        entries.append(entry)
+    config.write_text("models:\n" + "".join(entries))
     # One interpreter for all the case models: with a worker pool per model, the server
     # would start 76 x cores processes, each importing MLflow, before it listens. Worker
     # pools are checked against the same cases by the Rust conformance runner.
@@ -51,6 +61,21 @@ def outcome(run):
         return "error", f"{type(e).__name__}: {e}"
 
 
+def numpy_params(params, param_types):
+    """A case's params with the numpy types it records (as ``tests/oracle/generate.py``)."""
+    if not param_types:
+        return params
+    out = dict(params)
+    for name, kind in param_types.items():
+        if kind == "ndarray":
+            out[name] = np.array(params[name])
+        elif kind == "datetime64":
+            out[name] = np.datetime64(params[name])
+        else:
+            out[name] = getattr(np, kind)(params[name])
+    return out
+
+
 def scored(df, column):
     out = df.select("idx", column.alias("out")).orderBy("idx")
     return out.schema["out"].dataType, [normalize(r.out) for r in out.collect()]
@@ -59,12 +84,13 @@ def scored(df, column):
 @pytest.mark.skipif(not CASES, reason=f"no conformance cases at {CONFORMANCE}")
 @pytest.mark.parametrize("case_id", CASES)
 def test_same_result_as_mlflow_spark_udf(case_id, spark, server):
-    case_dir = CONFORMANCE / case_id
+    case_dir = CASE_DIRS[case_id]
     case = json.loads((case_dir / "case.json").read_text())
     result_type = case["result_type"]
     if case.get("result_type_object"):
         result_type = _parse_datatype_string(result_type)
-    params = case["params"]
+    params = numpy_params(case["params"], case.get("param_types"))
+    model_config = case.get("model_config")
     form, columns = case["call"]["form"], case["call"]["columns"]
     df = spark.read.parquet(str(case_dir / "input.parquet"))
 
@@ -78,14 +104,29 @@ def test_same_result_as_mlflow_spark_udf(case_id, spark, server):
             df,
             apply(
                 mlflow.pyfunc.spark_udf(
-                    spark, str(case_dir / "model"), result_type=result_type, env_manager="local", params=params
+                    spark,
+                    str(case_dir / "model"),
+                    result_type=result_type,
+                    env_manager="local",
+                    params=params,
+                    model_config=model_config,
                 )
             ),
         )
     )
     ours = outcome(
         lambda: scored(
-            df, apply(mlfusion.spark_udf(spark, case_id, result_type=result_type, params=params, server=server.location))
+            df,
+            apply(
+                mlfusion.spark_udf(
+                    spark,
+                    case_id,
+                    result_type=result_type,
+                    params=params,
+                    server=server.location,
+                    model_config=model_config,
+                )
+            ),
         )
     )
     assert theirs[0] == case["expect"], f"mlflow's spark_udf no longer gives the golden outcome: {theirs}"
@@ -104,3 +145,14 @@ def test_same_result_as_mlflow_spark_udf(case_id, spark, server):
                 )
             )
             assert out == theirs, predict.__name__
+
+
+def test_a_load_the_server_did_not_make_is_refused(spark, server):
+    """A server loads each model once: a model_config or extra_env that would load it
+    otherwise is refused when the UDF is made, naming the model and what it is served with."""
+    same = mlfusion.spark_udf(spark, "model_006", model_config={"suffix": "!", "unknown": 2}, server=server.location)
+    assert same.__name__ == "model_006"  # ignored keys load the same model, as in MLflow
+    with pytest.raises(mlfusion.MlfusionError, match=r"'model_006'.*model_config \{.*\?.*served with \{"):
+        mlfusion.spark_udf(spark, "model_006", model_config={"suffix": "?"}, server=server.location)
+    with pytest.raises(mlfusion.MlfusionError, match=r"'model_006'.*extra_env .*served with \{\}"):
+        mlfusion.spark_udf(spark, "model_006", extra_env={"LEVEL": "2"}, server=server.location)

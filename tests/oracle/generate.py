@@ -6,12 +6,18 @@ input signatures the shared goldens do not cover, and writes compact cases into
 ``testdata/oracle-cases`` (read by ``tests/conformance.rs``):
 
     PYSPARK_PYTHON=.venv/bin/python .venv/bin/python tests/oracle/generate.py \
-        ../shared/conformance/cases testdata/oracle-cases
+        ../shared/conformance/cases testdata/oracle-cases [out|in|model ...]
 
 Each case: ``case.json`` (``model_recipe``: base shared case, recipe kind, input signature;
 ``input``: the shared case whose input.parquet is scored; call, result_type, expect) and, for
 successful calls, ``expected.parquet`` with the column ``prediction``.
+
+``record_models`` saves real MLflow models instead (PythonModels from the code files in
+``tests/oracle/models``, a scikit-learn pipeline), each case holding its own ``model/`` and
+``input.parquet`` as the shared cases do, plus what the call binds: ``model_config``,
+``params`` and, for numpy param values, ``param_types`` (the numpy type of each param).
 """
+import datetime
 import json
 import os
 import shutil
@@ -19,6 +25,7 @@ import sys
 import tempfile
 
 import mlflow.pyfunc
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
@@ -156,8 +163,142 @@ def record_inputs():
         run("in_%03d" % n, "echo", "string", form, cols_, "tensor_02", sig)
 
 
+MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
+
+
+def numpy_params(params, param_types):
+    """``params`` with each value named in ``param_types`` as that numpy type."""
+    if not param_types:
+        return params
+    out = dict(params)
+    for name, kind in param_types.items():
+        if kind == "ndarray":
+            out[name] = np.array(params[name])
+        elif kind == "datetime64":
+            out[name] = np.datetime64(params[name])
+        else:
+            out[name] = getattr(np, kind)(params[name])
+    return out
+
+
+def run_model(case_id, save, table, form, columns, result_type, params=None, param_types=None,
+              model_config=None):
+    """One case on a real saved model: ``save(path)`` writes it into the case."""
+    case_dir = os.path.join(OUT, case_id)
+    os.makedirs(case_dir)
+    save(os.path.join(case_dir, "model"))
+    pq.write_table(table, os.path.join(case_dir, "input.parquet"))
+    case = {"id": case_id, "call": {"form": form, "columns": columns}, "result_type": result_type,
+            "params": params, "param_types": param_types, "model_config": model_config}
+    df = spark.read.parquet(os.path.join(case_dir, "input.parquet")).coalesce(1)
+    try:
+        udf = mlflow.pyfunc.spark_udf(spark, os.path.join(case_dir, "model"), result_type=result_type,
+                                      env_manager="local", params=numpy_params(params, param_types),
+                                      model_config=model_config)
+        call = udf(F.struct(*columns)) if form == "struct" else udf(*columns)
+        batches = df.select("idx", call.alias("prediction")).orderBy("idx")._collect_as_arrow()
+        pq.write_table(pa.Table.from_batches(batches).select(["prediction"]),
+                       os.path.join(case_dir, "expected.parquet"))
+        case["expect"] = "ok"
+    except Exception as e:  # noqa: BLE001 - any failure of spark_udf is the expected outcome
+        lines = str(e).strip().splitlines()
+        case["expect"] = "error"
+        case["error_detail"] = lines[-1][:200] if lines else type(e).__name__
+    with open(os.path.join(case_dir, "case.json"), "w") as f:
+        json.dump(case, f, indent=1)
+    print(case_id, case["expect"], case.get("error_detail", ""), flush=True)
+
+
+def from_code(name, **kwargs):
+    """Saves the PythonModel of ``tests/oracle/models/<name>.py`` (models from code)."""
+    def save(path):
+        mlflow.pyfunc.save_model(path, python_model=os.path.join(MODELS, name + ".py"), **kwargs)
+    return save
+
+
+def record_models():
+    """What ``mlflow.pyfunc.load_model``'s ``PyFuncModel`` does beyond ``_load_pyfunc``:
+    per-value enforcement of nested inputs, numpy params, ``model_config`` (saved and
+    overridden), type-hinted models, and the params check of ``pyfunc_predict_fn``."""
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import Array, ColSpec, DataType, Map, Object, Property, Schema
+
+    idx = pa.array([0, 1, 2], pa.int64())
+    nested = pa.table({
+        "idx": idx,
+        "s": pa.array([{"flag": True, "x": 0.1, "name": "a"}, {"flag": False, "x": 2.5, "name": "b"},
+                       {"flag": True, "x": -1.0, "name": "c"}],
+                      pa.struct([("flag", pa.bool_()), ("x", pa.float64()), ("name", pa.string())])),
+        "arr": pa.array([[{"a": 1, "b": 0.5}], [{"a": 2, "b": 1.5}, {"a": 3, "b": 2.0}], []],
+                        pa.list_(pa.struct([("a", pa.int64()), ("b", pa.float64())]))),
+        "m": pa.array([[("k", 1.0)], [("k", 2.0), ("l", 3.0)], []], pa.map_(pa.string(), pa.float64())),
+        "ad": pa.array([[1.0, 2.0], [], [3.5]], pa.list_(pa.float64())),
+        "al": pa.array([[1, 2], [3], [4, 5, 6]], pa.list_(pa.int32())),
+    })
+    nested_sig = ModelSignature(inputs=Schema([
+        ColSpec(Object([Property("flag", DataType.boolean), Property("x", DataType.double),
+                        Property("name", DataType.string)]), "s"),
+        ColSpec(Array(Object([Property("a", DataType.long), Property("b", DataType.double)])), "arr"),
+        ColSpec(Map(DataType.double), "m"),
+        ColSpec(Array(DataType.double), "ad"),
+        ColSpec(Array(DataType.long), "al"),
+    ]))
+    run_model("model_001", from_code("nested_echo", signature=nested_sig), nested, "args",
+              ["s", "arr", "m", "ad", "al"], "string")
+    run_model("model_002", from_code("nested_echo", signature=nested_sig), nested, "struct",
+              ["s", "arr", "m", "ad", "al"], "string")
+
+    one = pa.table({"idx": idx, "x": pa.array([1.0, 2.0, 3.0])})
+    example = {"k": 3, "f": 0.5, "arr": [1, 2], "dt": datetime.datetime(2024, 1, 1)}
+    params_sig = infer_signature(one.to_pandas()[["x"]], ["s"], params=example)
+    for n, (params, types) in enumerate([
+        ({"k": 5, "f": 0.25, "arr": [4, 5, 6], "dt": "2025-06-01T12:30:00"},
+         {"k": "int32", "f": "float32", "arr": "ndarray", "dt": "datetime64"}),
+        ({"k": 7}, {"k": "int64"}),
+        ({"f": 1.5, "arr": [7]}, {"f": "float64", "arr": "ndarray"}),
+    ]):
+        run_model("model_%03d" % (3 + n), from_code("params_echo", signature=params_sig), one, "args",
+                  ["x"], "string", params=params, param_types=types)
+
+    words = pa.table({"idx": idx, "text": pa.array(["apple", "pear", "fig"])})
+    suffix = from_code("config_suffix", model_config={"suffix": "!", "times": 1},
+                       signature=infer_signature(words.to_pandas()[["text"]], ["s"]))
+    run_model("model_006", suffix, words, "args", ["text"], "string")
+    run_model("model_007", suffix, words, "args", ["text"], "string",
+              model_config={"suffix": "?", "times": 2})
+    run_model("model_008", suffix, words, "args", ["text"], "string", model_config={"unknown": 1})
+    no_config = from_code("config_suffix", signature=infer_signature(words.to_pandas()[["text"]], ["s"]))
+    run_model("model_009", no_config, words, "args", ["text"], "string", model_config={"suffix": "?"})
+
+    run_model("model_010", from_code("typed_strings"), words, "args", ["text"], "string")
+    run_model("model_011", from_code("typed_strings"), words, "struct", ["text"], "string")
+    items = pa.table({"idx": idx, "name": pa.array(["apple", "pear", "fig"]),
+                      "qty": pa.array([2, 5, 1], pa.int64())})
+    run_model("model_012", from_code("typed_items"), items, "struct", ["name", "qty"], "string")
+    run_model("model_013", from_code("typed_items"), items, "args", ["name", "qty"], "string")
+
+    import mlflow.sklearn
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features = pa.table({"idx": idx, "f0": pa.array([0.0, 1.5, 3.0]), "f1": pa.array([1.0, -1.0, 0.5])})
+    X = features.to_pandas()[["f0", "f1"]]
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, [0, 1, 1])
+
+    def sklearn_proba(path):
+        mlflow.sklearn.save_model(pipeline, path, pyfunc_predict_fn="predict_proba",
+                                  signature=infer_signature(X, pipeline.predict_proba(X)))
+    run_model("model_014", sklearn_proba, features, "args", ["f0", "f1"], "array<double>")
+
+
+SECTIONS = {"out": record_outputs, "in": record_inputs, "model": record_models}
+
 if __name__ == "__main__":
-    shutil.rmtree(OUT, ignore_errors=True)
-    os.makedirs(OUT)
-    record_outputs()
-    record_inputs()
+    # Optional further arguments re-record only those sections (out, in, model).
+    os.makedirs(OUT, exist_ok=True)
+    for section in sys.argv[3:] or SECTIONS:
+        for old in os.listdir(OUT):
+            if old.startswith(section + "_"):
+                shutil.rmtree(os.path.join(OUT, old))
+        SECTIONS[section]()

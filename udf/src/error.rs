@@ -58,12 +58,14 @@ pub enum Error {
     Call { model: String, message: String },
     #[error("model '{model}': failed to enforce the input schema: {message}")]
     InputSchema { model: String, message: String },
-    #[error("model '{model}': {stage} raised {exception}\n{traceback}")]
+    #[error("model '{model}': {stage} raised {exception}\n{traceback}{notes}")]
     Python {
         model: String,
         stage: String,
         exception: String,
         traceback: String,
+        /// The exception's notes (`__notes__`), e.g. what loading printed, after the cause.
+        notes: String,
     },
     #[error(
         "model '{model}': the number of output rows ({found}) must match the number of input rows ({expected})"

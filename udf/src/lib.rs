@@ -67,6 +67,6 @@ pub use plan::scalar::PyModelUdf;
 pub use pyfunc::mlmodel::MlModel;
 pub use pyfunc::result_type::{ResultType, SparkType};
 pub use python::{
-    Binding, EnvCache, EnvEntry, EnvManager, ModelEnv, ModelLoader, ModelMetrics, ModelStore,
-    PyModel, ResolvedUri, Scorer, WorkerLimits, WorkerPool, start_python,
+    Binding, EnvCache, EnvEntry, EnvManager, LoadOptions, ModelEnv, ModelLoader, ModelMetrics,
+    ModelStore, PyModel, ResolvedUri, Scorer, WorkerLimits, WorkerPool, start_python,
 };

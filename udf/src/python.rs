@@ -30,7 +30,7 @@ pub mod workers;
 
 pub use environments::{EnvCache, EnvEntry, EnvManager, ModelEnv};
 pub use interpreter::start_python;
-pub use loader::ModelLoader;
+pub use loader::{LoadOptions, ModelLoader};
 pub use metrics::ModelMetrics;
 pub use model::{Binding, PyModel, Scorer};
 pub use store::{ModelStore, ResolvedUri};

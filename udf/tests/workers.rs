@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array};
 use arrow::datatypes::Float64Type;
 use mlfusion_udf::pyfunc::enforce::build_input;
+use mlfusion_udf::pyfunc::signature::ModelSignature;
 use mlfusion_udf::{ModelMetrics, PyModel, Scorer};
 
 fn model_dir(name: &str) -> PathBuf {
@@ -24,7 +25,7 @@ fn scorer(name: &str, workers: usize) -> Scorer {
 fn score(scorer: &Scorer, values: &[f64]) -> mlfusion_udf::Result<Vec<f64>> {
     let column: ArrayRef = Arc::new(Float64Array::from(values.to_vec()));
     let name = scorer.model().name();
-    let frame = build_input(name, None, &[column], values.len())?;
+    let frame = build_input(name, &ModelSignature::default(), &[column], values.len())?;
     let out = scorer.predict(&frame, &ModelMetrics::default())?;
     assert_eq!(out.len(), values.len());
     Ok(out.as_primitive::<Float64Type>().values().to_vec())

@@ -7,13 +7,15 @@ use std::str::FromStr;
 use std::sync::Mutex;
 
 use mlfusion_flight::{Access, FlightServer, Limits, ServedModels};
-use mlfusion_udf::{EnvManager, ModelLoader, PyModel};
+use mlfusion_udf::{EnvManager, LoadOptions, ModelLoader, PyModel};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use crate::args::{LimitArgs, ServeArgs, model_loader, parse_duration, parse_size, worker_count};
+use crate::args::{
+    LimitArgs, LoadFlags, ServeArgs, model_loader, parse_duration, parse_size, worker_count,
+};
 use crate::error::{Error, Result};
-use crate::registration::{ModelRegistration, model_registrations};
+use crate::registration::{ModelRegistration, apply_load_flags, extra_env, model_registrations};
 
 /// The `--config` file.
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +79,12 @@ struct ConfigModel {
     /// `local` or `uv`: this model's env manager instead of `--env-manager`.
     #[serde(default)]
     env_manager: Option<String>,
+    /// Overrides of the model's saved config (as `--model-config`).
+    #[serde(default)]
+    model_config: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Environment variables of the model's workers (as `--extra-env`).
+    #[serde(default)]
+    extra_env: Option<serde_json::Value>,
 }
 
 /// Serves until a shutdown signal; returns the closing summary.
@@ -174,24 +182,37 @@ fn registrations(
 ) -> Result<Vec<ModelRegistration>> {
     let mut out: Vec<ModelRegistration> = Vec::new();
     for (name, m) in config {
+        let bad = |message: String| Error::Config {
+            path: args.config.clone().unwrap_or_default(),
+            message: format!("models: {name}: {message}"),
+        };
         let env_manager = m
             .env_manager
             .as_deref()
             .map(EnvManager::from_str)
             .transpose()
-            .map_err(|message| Error::Config {
-                path: args.config.clone().unwrap_or_default(),
-                message: format!("models: {name}: env_manager: {message}"),
-            })?;
+            .map_err(|message| bad(format!("env_manager: {message}")))?;
+        let extra_env = m
+            .extra_env
+            .as_ref()
+            .map(extra_env)
+            .transpose()
+            .map_err(bad)?
+            .unwrap_or_default();
         out.push(ModelRegistration {
-            name,
             uri: m.uri,
             result_type: m.result_type,
-            env_manager,
+            options: LoadOptions {
+                env_manager,
+                model_config: m.model_config,
+                extra_env,
+            },
+            name,
             ..Default::default()
         });
     }
-    for m in model_registrations(&args.models, &args.result_types, &[])? {
+    let flags = model_registrations(&args.models, &args.result_types, &[], &LoadFlags::default())?;
+    for m in flags {
         if out.iter().any(|o| o.name == m.name) {
             return Err(Error::BadArgument {
                 flag: "--model",
@@ -201,6 +222,7 @@ fn registrations(
         }
         out.push(m);
     }
+    apply_load_flags(&mut out, &args.load)?;
     if out.is_empty() {
         return Err(Error::BadArgument {
             flag: "--model",
@@ -232,7 +254,7 @@ fn load(
                 loop {
                     let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
                     let Some((i, r)) = next else { break };
-                    let model = loader.load_in(&r.name, &r.uri, r.env_manager);
+                    let model = loader.load_in(&r.name, &r.uri, &r.options);
                     let failed = model.is_err();
                     *loaded[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(model);
                     if failed {

@@ -6,6 +6,7 @@ mod envs;
 mod fixtures;
 mod hostile;
 mod limits;
+mod loading;
 mod registry;
 mod scale;
 mod serve;

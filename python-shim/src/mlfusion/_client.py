@@ -70,14 +70,38 @@ class Connection:
         return flight.FlightCallOptions(headers=headers)
 
 
-def command(model: str, result_type: Optional[str], params: Optional[dict], call: str) -> bytes:
-    """The descriptor command of the mlfusion protocol."""
-    body = {"model": model, "call": call}
+def command(
+    model: str, result_type: Optional[str], params: Optional[dict], call: str, load: Optional[dict] = None
+) -> bytes:
+    """The descriptor command of the mlfusion protocol; ``load`` holds ``model_config``
+    and ``extra_env`` when the caller gave them."""
+    body = {"model": model, "call": call, **(load or {})}
     if result_type is not None:
         body["result_type"] = result_type
     if params is not None:
         body["params"] = params
-    return json.dumps(body).encode()
+    try:
+        return json.dumps(body, default=_json_value).encode()
+    except TypeError as e:
+        raise MlfusionError(f"model '{model}': params must be JSON-like values: {e}") from None
+
+
+def _json_value(value):
+    """numpy and datetime values as JSON (what ``mlflow.pyfunc.spark_udf`` accepts as
+    params): scalars as Python numbers, arrays as lists, datetimes as ISO 8601 text."""
+    import datetime
+
+    import numpy as np
+
+    if isinstance(value, (np.ndarray, np.datetime64)) and value.dtype.kind == "M":
+        return np.datetime_as_string(value).tolist()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (datetime.datetime, datetime.date)):
+        return value.isoformat()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 @dataclass(frozen=True)
@@ -93,11 +117,16 @@ class ModelInfo:
 
 
 def describe(
-    conn: Connection, model: str, result_type: Optional[str], params: Optional[dict]
+    conn: Connection,
+    model: str,
+    result_type: Optional[str],
+    params: Optional[dict],
+    load: Optional[dict] = None,
 ) -> ModelInfo:
-    """``GetFlightInfo`` of (model, result_type, params); validates all three."""
+    """``GetFlightInfo`` of (model, result_type, params); validates all three, and that
+    the server loaded the model as ``load`` asks."""
     location = conn.location()
-    descriptor = flight.FlightDescriptor.for_command(command(model, result_type, params, "columns"))
+    descriptor = flight.FlightDescriptor.for_command(command(model, result_type, params, "columns", load))
     try:
         with conn.client(location) as client:
             info = client.get_flight_info(descriptor, conn.options())
@@ -115,6 +144,7 @@ def exchange(
     batches: Iterable[pa.RecordBatch],
     result: pa.DataType,
     task: int = 0,
+    load: Optional[dict] = None,
 ) -> Iterator[pa.Array]:
     """Streams ``batches`` through one ``DoExchange``; yields each batch's predictions.
 
@@ -123,7 +153,7 @@ def exchange(
     server ends the stream with an :class:`MlfusionError`.
     """
     location = conn.location(task)
-    descriptor = flight.FlightDescriptor.for_command(command(model, result_type, params, call))
+    descriptor = flight.FlightDescriptor.for_command(command(model, result_type, params, call, load))
     client = conn.client(location)
     writer = None
     try:

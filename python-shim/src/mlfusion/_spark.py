@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import os
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -31,20 +32,26 @@ def spark_udf(
     server: Servers = DEFAULT_SERVER,
     token: Optional[str] = None,
     tls_root_certs: Union[str, bytes, None] = None,
+    model_config: Union[dict, str, None] = None,
+    extra_env: Optional[dict] = None,
 ):
     """``mlflow.pyfunc.spark_udf`` for a model served by ``mlfusion serve``.
 
     ``model`` is the name the server serves the model under; ``result_type`` (a Spark
     ``DataType`` or DDL string, default: the server's, then the model's) and ``params``
-    are ``spark_udf``'s. The UDF takes columns positionally (``udf("a", "b")``), one
-    struct (``udf(struct("a", "b"))``: the model sees the field names), or nothing for
-    a model whose signature names its inputs. Results are ``spark_udf``'s.
+    (JSON-like values, numpy scalars and arrays, datetimes) are ``spark_udf``'s. The UDF
+    takes columns positionally (``udf("a", "b")``), one struct (``udf(struct("a", "b"))``:
+    the model sees the field names), or nothing for a model whose signature names its
+    inputs. Results are ``spark_udf``'s. ``model_config`` (a dict, or a YAML file) and
+    ``extra_env`` are checked against how the server loaded the model (a server loads
+    each model once: serve one name per config).
     """
     from pyspark.sql.functions import arrow_udf
 
     conn = Connection.of(server, token, tls_root_certs)
     ddl = _ddl(result_type)
-    info = describe(conn, model, ddl, params)
+    load = _load_options(model_config, extra_env)
+    info = describe(conn, model, ddl, params, load)
     spark_type = _spark_type(spark, result_type, info)
     arrow_type = _arrow_type(spark_type)
 
@@ -55,7 +62,7 @@ def spark_udf(
         arrays = _as_tuple(first)
         call = "struct" if len(arrays) == 1 and isinstance(arrays[0], pa.StructArray) else "columns"
         batches = (_udf_batch(_as_tuple(a), call) for a in itertools.chain([first], iterator))
-        for result in exchange(conn, model, ddl, params, call, batches, arrow_type, _task()):
+        for result in exchange(conn, model, ddl, params, call, batches, arrow_type, _task(), load):
             yield _conform(result, arrow_type)
 
     udf = arrow_udf(predict, spark_type)
@@ -164,6 +171,21 @@ class _Scoring:
         )
         for result in results:
             yield pending.popleft(), _conform(result, self.arrow_type)
+
+
+def _load_options(model_config, extra_env) -> dict:
+    """``model_config`` and ``extra_env`` as the protocol's command carries them."""
+    load = {}
+    if isinstance(model_config, (str, os.PathLike)):
+        import yaml  # mlflow.pyfunc.spark_udf reads a model_config path as YAML too
+
+        with open(model_config) as f:
+            model_config = yaml.safe_load(f)
+    if model_config is not None:
+        load["model_config"] = dict(model_config)
+    if extra_env is not None:
+        load["extra_env"] = {str(k): str(v) for k, v in extra_env.items()}
+    return load
 
 
 def _ddl(result_type) -> Optional[str]:

@@ -136,7 +136,12 @@ impl ScalarUDFImpl for PyModelUdf {
             .collect::<Result<Vec<_>>>()?;
         let frame = {
             let _timer = self.metrics.convert_time.timer();
-            build_input(&self.name, self.inputs(), &arrays, args.number_rows)
+            build_input(
+                &self.name,
+                &self.scorer.model().mlmodel().signature,
+                &arrays,
+                args.number_rows,
+            )
         }
         .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let predictions = self

@@ -16,7 +16,7 @@ use arrow::compute::{CastOptions, cast, cast_with_options};
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, TimeUnit};
 
 use crate::error::{Error, Result};
-use crate::pyfunc::signature::{ColSpec, ColType, MlflowType, Schema};
+use crate::pyfunc::signature::{ColSpec, ColType, MlflowType, ModelSignature, Schema};
 
 /// The label of a frame column: a name, or an integer for an unnamed signature.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -68,13 +68,15 @@ pub struct InputFrame {
 }
 
 /// Builds the frame `spark_udf` passes to `predict` for UDF arguments `args`, then
-/// enforces the model's ColSpec input schema on it.
+/// enforces the model's ColSpec input schema on it (unless the schema came from type
+/// hints: `PyFuncModel` leaves the input to the model's wrapper then).
 pub fn build_input(
     model: &str,
-    inputs: Option<&Schema>,
+    signature: &ModelSignature,
     args: &[ArrayRef],
     num_rows: usize,
 ) -> Result<InputFrame> {
+    let inputs = signature.inputs.as_ref();
     let args: Vec<ArrayRef> = args.iter().map(normalize).collect::<Result<_>>()?;
     let frame = match args.as_slice() {
         [single] if matches!(single.data_type(), DataType::Struct(_)) => {
@@ -83,12 +85,11 @@ pub fn build_input(
         _ => positional_frame(model, inputs, args, num_rows)?,
     };
     match inputs {
-        Some(Schema::Columns(cols)) => {
-            enforce_columns(frame, cols).map_err(|message| Error::InputSchema {
+        Some(Schema::Columns(cols)) if !signature.from_type_hints => enforce_columns(frame, cols)
+            .map_err(|message| Error::InputSchema {
                 model: model.to_owned(),
                 message,
-            })
-        }
+            }),
         _ => Ok(frame),
     }
 }
@@ -617,6 +618,13 @@ mod tests {
         Schema::from_json(json).expect("valid schema")
     }
 
+    fn signature(inputs: Schema) -> ModelSignature {
+        ModelSignature {
+            inputs: Some(inputs),
+            ..Default::default()
+        }
+    }
+
     fn arr<A: Array + 'static>(a: A) -> ArrayRef {
         Arc::new(a)
     }
@@ -634,7 +642,7 @@ mod tests {
             arr(Int32Array::from(vec![1])),
             arr(StringArray::from(vec!["a"])),
         ];
-        let f = build_input("m", Some(&xyz()), &args, 1).expect("enforced");
+        let f = build_input("m", &signature(xyz()), &args, 1).expect("enforced");
         assert_eq!(
             f.labels,
             vec![
@@ -660,7 +668,7 @@ mod tests {
             arr(Int64Array::from(vec![5])),
             arr(Int64Array::from(vec![1])),
         ];
-        let err = build_input("m", Some(&xyz()), &bad, 1)
+        let err = build_input("m", &signature(xyz()), &bad, 1)
             .expect_err("unsafe")
             .to_string();
         assert!(
@@ -673,7 +681,7 @@ mod tests {
             arr(Int64Array::from(vec![0, 1])),
             arr(Int64Array::from(vec![1, 2])),
         ];
-        let f = build_input("m", Some(&xyz()), &ok, 2).expect("0/1 allowed");
+        let f = build_input("m", &signature(xyz()), &ok, 2).expect("0/1 allowed");
         assert_eq!(
             f.arrays[0].as_ref().expect("x").data_type(),
             &DataType::Float64
@@ -686,7 +694,7 @@ mod tests {
             arr(Float64Array::from(vec![1.0])),
             arr(Int64Array::from(vec![Some(1), None])),
         ];
-        let err = build_input("m", Some(&xyz()), &args, 2)
+        let err = build_input("m", &signature(xyz()), &args, 2)
             .expect_err("nulls")
             .to_string();
         assert!(
@@ -699,7 +707,7 @@ mod tests {
     #[test]
     fn too_few_positional_args_is_an_error_naming_the_columns() {
         let args = [arr(Float64Array::from(vec![1.0]))];
-        let err = build_input("m", Some(&xyz()), &args, 1)
+        let err = build_input("m", &signature(xyz()), &args, 1)
             .expect_err("missing")
             .to_string();
         assert!(err.contains("missing required columns"), "{err}");
@@ -712,7 +720,7 @@ mod tests {
             arr(Float64Array::from(vec![1.0])),
             arr(Int64Array::from(vec![1])),
         ];
-        let f = build_input("m", Some(&xyz()), &args, 1).expect("optional");
+        let f = build_input("m", &signature(xyz()), &args, 1).expect("optional");
         assert_eq!(f.labels.len(), 3);
         assert!(f.arrays[2].is_none());
     }
@@ -737,7 +745,7 @@ mod tests {
                 arr(Float64Array::from(vec![1.0])),
             ),
         ]);
-        let f = build_input("m", Some(&xyz()), &[arr(s)], 1).expect("struct");
+        let f = build_input("m", &signature(xyz()), &[arr(s)], 1).expect("struct");
         assert_eq!(
             f.labels.iter().map(ToString::to_string).collect::<Vec<_>>(),
             ["x", "y", "z"]
@@ -746,7 +754,7 @@ mod tests {
             Arc::new(Field::new("x", DataType::Float64, true)),
             arr(Float64Array::from(vec![1.0])),
         )]);
-        let err = build_input("m", Some(&xyz()), &[arr(s)], 1)
+        let err = build_input("m", &signature(xyz()), &[arr(s)], 1)
             .expect_err("missing y")
             .to_string();
         assert!(err.contains("Model is missing inputs [\"y\"]"), "{err}");
@@ -760,7 +768,7 @@ mod tests {
             arr(Int64Array::from(vec![2])),
             arr(Int64Array::from(vec![3])),
         ];
-        let f = build_input("m", Some(&s), &args, 1).expect("unnamed");
+        let f = build_input("m", &signature(s), &args, 1).expect("unnamed");
         assert_eq!(f.labels, vec![Label::Index(0), Label::Index(1)]);
         assert_eq!(
             f.arrays[0].as_ref().expect("0").data_type(),
@@ -771,7 +779,7 @@ mod tests {
     #[test]
     fn int_column_for_string_input_is_refused() {
         let s = cols(r#"[{"type": "string", "name": "s"}]"#);
-        let err = build_input("m", Some(&s), &[arr(Int32Array::from(vec![1]))], 1)
+        let err = build_input("m", &signature(s), &[arr(Int32Array::from(vec![1]))], 1)
             .expect_err("int")
             .to_string();
         assert!(err.contains("Can not safely convert int32 to <U0"), "{err}");
@@ -779,10 +787,9 @@ mod tests {
 
     #[test]
     fn object_columns_for_double_inputs_go_through_to_numeric() {
-        let s = cols(r#"[{"type": "double", "name": "a"}]"#);
-        let enforce = |a: ArrayRef| {
-            build_input("m", Some(&s), &[a], 3).map(|f| f.arrays[0].clone().expect("a"))
-        };
+        let s = signature(cols(r#"[{"type": "double", "name": "a"}]"#));
+        let enforce =
+            |a: ArrayRef| build_input("m", &s, &[a], 3).map(|f| f.arrays[0].clone().expect("a"));
         let bools =
             enforce(arr(BooleanArray::from(vec![Some(true), None, Some(false)]))).expect("bools");
         assert_eq!(
@@ -819,7 +826,7 @@ mod tests {
         let s = cols(r#"[{"type": "datetime", "name": "a"}]"#);
         let err = build_input(
             "m",
-            Some(&s),
+            &signature(s),
             &[arr(StringArray::from(vec!["2024-01-02", "e3"]))],
             2,
         )
@@ -838,7 +845,7 @@ mod tests {
             (f(), arr(Float64Array::from(vec![1.0]))),
             (f(), arr(Float64Array::from(vec![2.0]))),
         ]);
-        let err = build_input("m", None, &[arr(s)], 1)
+        let err = build_input("m", &ModelSignature::default(), &[arr(s)], 1)
             .expect_err("dup")
             .to_string();
         assert!(err.contains("field name 'z' twice"), "{err}");
@@ -850,7 +857,7 @@ mod tests {
             arr(Int32Array::from(vec![1])),
             arr(Float64Array::from(vec![2.0])),
         ];
-        let f = build_input("m", None, &args, 1).expect("no schema");
+        let f = build_input("m", &ModelSignature::default(), &args, 1).expect("no schema");
         assert_eq!(
             f.labels,
             vec![Label::Name("0".into()), Label::Name("1".into())]

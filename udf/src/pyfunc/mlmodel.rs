@@ -51,8 +51,9 @@ pub struct PyFuncFlavor {
     pub conda_env: Option<String>,
     #[serde(default)]
     pub python_env: Option<String>,
-    /// Configuration handed to `_load_pyfunc` as its second argument.
-    #[serde(default)]
+    /// Configuration handed to `_load_pyfunc` as its second argument: MLflow writes it
+    /// under `config` (`mlflow.models.model.MODEL_CONFIG`); `model_config` is read too.
+    #[serde(default, rename = "config", alias = "model_config")]
     pub model_config: Option<serde_json::Value>,
     /// Extra artifacts of a `PythonModel`.
     #[serde(default)]
@@ -82,6 +83,15 @@ struct RawMlModel {
     model_uuid: Option<String>,
     #[serde(default)]
     mlflow_version: Option<String>,
+    #[serde(default)]
+    is_signature_from_type_hint: bool,
+    #[serde(default)]
+    type_hint_from_example: bool,
+}
+
+/// A config `_load_pyfunc` would not be given (Python's falsy: null, `{}`).
+fn is_empty_config(config: &serde_json::Value) -> bool {
+    config.is_null() || config.as_object().is_some_and(serde_json::Map::is_empty)
 }
 
 /// The pyfunc flavor read typed straight from YAML: through an untyped value,
@@ -216,8 +226,13 @@ impl MlModel {
                     .transpose()?;
                 ModelSignature {
                     inputs: schema("inputs", &sig.inputs)?,
+                    inputs_json: sig
+                        .inputs
+                        .filter(|t| !t.trim().is_empty() && t.trim() != "null"),
                     outputs: schema("outputs", &sig.outputs)?,
                     params,
+                    from_type_hints: raw.is_signature_from_type_hint,
+                    from_example_type: raw.type_hint_from_example,
                 }
             }
         };
@@ -231,6 +246,69 @@ impl MlModel {
             model_uuid: raw.model_uuid,
             mlflow_version: raw.mlflow_version,
         })
+    }
+
+    /// The config `_load_pyfunc` gets: the saved config with `overrides` applied, as
+    /// `mlflow.pyfunc.load_model(model_config=...)` applies them
+    /// (`_get_overridden_pyfunc_model_config`): `inference_env` (the JSON of
+    /// `MLFLOW_PYFUNC_INFERENCE_CONFIG` in the model's environment) first, then
+    /// `overrides`; only keys the saved config has are taken, the others are ignored with
+    /// a warning, and a model saved without config takes none.
+    pub fn model_config_with(
+        &self,
+        name: &str,
+        overrides: Option<&serde_json::Map<String, serde_json::Value>>,
+        inference_env: Option<&str>,
+    ) -> Result<Option<serde_json::Value>> {
+        let mut merged = serde_json::Map::new();
+        if let Some(text) = inference_env {
+            let bad = |message: String| Error::Call {
+                model: name.to_owned(),
+                message: format!("MLFLOW_PYFUNC_INFERENCE_CONFIG is not a JSON object: {message}"),
+            };
+            match serde_json::from_str(text).map_err(|e| bad(e.to_string()))? {
+                serde_json::Value::Object(map) => merged.extend(map),
+                other => return Err(bad(format!("got {other}"))),
+            }
+        }
+        merged.extend(
+            overrides
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        let saved = self.pyfunc.model_config.as_ref();
+        if merged.is_empty() {
+            return Ok(saved.cloned());
+        }
+        let keys = |keys: Vec<&String>| {
+            keys.iter()
+                .map(|k| format!("'{k}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let Some(serde_json::Value::Object(saved)) = saved.filter(|c| !is_empty_config(c)) else {
+            log::warn!(
+                "model '{name}': model_config {} ignored: the model was saved without a config (save it with model_config to allow one)",
+                keys(merged.keys().collect())
+            );
+            return Ok(None);
+        };
+        let mut config = saved.clone();
+        let ignored: Vec<&String> = merged.keys().filter(|k| !saved.contains_key(*k)).collect();
+        if !ignored.is_empty() {
+            log::warn!(
+                "model '{name}': model_config {} ignored: not keys of the model's saved config ({})",
+                keys(ignored),
+                keys(saved.keys().collect())
+            );
+        }
+        for (k, v) in &merged {
+            if saved.contains_key(k) {
+                config.insert(k.clone(), v.clone());
+            }
+        }
+        Ok(Some(serde_json::Value::Object(config)))
     }
 
     /// The directory prepended to `sys.path`, if the model has one.

@@ -11,8 +11,16 @@ use serde_json::Value;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModelSignature {
     pub inputs: Option<Schema>,
+    /// The inputs as written in `MLmodel` (MLflow's own enforcement of nested types reads it).
+    pub inputs_json: Option<String>,
     pub outputs: Option<Schema>,
     pub params: Option<Vec<ParamSpec>>,
+    /// The inputs were inferred from `predict`'s type hints (`is_signature_from_type_hint`):
+    /// MLflow enforces no input schema then, the model's wrapper converts the frame itself.
+    pub from_type_hints: bool,
+    /// The input's Python type was taken from the input example (`type_hint_from_example`):
+    /// after enforcement, MLflow converts the frame to the example's form.
+    pub from_example_type: bool,
 }
 
 /// An input or output schema: all columns or all tensors.

@@ -8,8 +8,10 @@ pyspark: how Spark presents Arrow columns to pandas, TensorSpec enforcement, cal
 Spark's pandas -> Arrow conversion. Every function names MLflow / PySpark code it follows.
 """
 
+import contextlib
 import importlib
 import inspect
+import io
 import json
 import sys
 import time
@@ -81,22 +83,46 @@ def resolve_model_uri(uri, cache_root):
 
 # ---------------------------------------------------------------- loading
 def load_model(code_dir, loader_module, data_path, model_config_json):
-    """The pyfunc load protocol: code dir on sys.path, import loader, ``_load_pyfunc``."""
-    if code_dir is not None and code_dir not in sys.path:
-        sys.path.insert(0, code_dir)
-    module = importlib.import_module(loader_module)
-    if model_config_json is not None:
-        model = module._load_pyfunc(data_path, json.loads(model_config_json))
-    else:
-        model = module._load_pyfunc(data_path)
+    """The pyfunc load protocol: code dir on sys.path, import loader, ``_load_pyfunc``.
+
+    What Python code prints on ``sys.stderr`` meanwhile (warnings, MLflow's log lines) is
+    held back: after a failure it follows the error (a note of the exception), so the
+    cause is what the user reads first; after a success it is printed."""
+    with _held_stderr() as held:
+        try:
+            if code_dir is not None and code_dir not in sys.path:
+                sys.path.insert(0, code_dir)
+            module = importlib.import_module(loader_module)
+            if model_config_json is not None:
+                model = module._load_pyfunc(data_path, json.loads(model_config_json))
+            else:
+                model = module._load_pyfunc(data_path)
+        except BaseException as e:
+            printed = held.getvalue().strip()
+            if printed:
+                e.__notes__ = [*getattr(e, "__notes__", []), "printed while loading:\n" + printed]
+            raise
+    sys.stderr.write(held.getvalue())
     return model
 
 
-def accepts_params(predict_fn):
+@contextlib.contextmanager
+def _held_stderr():
+    held = io.StringIO()
+    saved, sys.stderr = sys.stderr, held
     try:
-        return "params" in inspect.signature(predict_fn).parameters
+        yield held
+    finally:
+        sys.stderr = saved
+
+
+def accepts_params(predict_fn):
+    """``PyFuncModel._predict``'s test: a ``params`` argument that is not ``**params``."""
+    try:
+        param = inspect.signature(predict_fn).parameters.get("params")
     except (TypeError, ValueError):
         return False
+    return param is not None and param.kind != inspect.Parameter.VAR_KEYWORD
 
 
 class Scorer:
@@ -111,6 +137,8 @@ class Scorer:
         self.arrow_type = arrow_type(self.result_type)
         self.tensors = config["tensors"]  # None, or [[name, dtype, shape], ...]
         self.tensor_names = config["tensor_names"]
+        self.nested = nested_enforcer(config["nested_inputs"])
+        self.example = input_example(config["example_dir"])
 
     def predict(self, labels, arrays, frame_mode):
         """Score one batch: ``arrays`` (pyarrow, or None for an absent optional column)
@@ -129,10 +157,54 @@ class Scorer:
         pdf = build_frame(labels, arrays, frame_mode)
         if self.tensors is not None:
             return enforce_tensor_schema(pdf, self.tensors, self.tensor_names)
+        if self.nested is not None:
+            pdf = self.nested(pdf)
+        if self.example is not None:
+            from mlflow.types.type_hints import _convert_dataframe_to_example_format
+
+            return _convert_dataframe_to_example_format(pdf, self.example)
         return pdf
 
     def _to_arrow(self, result):
         return to_arrow(coerce_result(result, self.result_type), self.result_type, self.arrow_type)
+
+
+def nested_enforcer(inputs_json):
+    """MLflow's per-value enforcement of the nested (array, object, map, any) columns of a
+    ColSpec input schema, as ``_enforce_named_col_schema`` / ``_enforce_unnamed_col_schema``
+    apply it (``_enforce_type`` on each value: numpy scalars in objects, typed arrays);
+    Rust has enforced the primitive columns. ``None`` when there are none."""
+    if inputs_json is None:
+        return None
+    from mlflow.models.utils import _enforce_type
+    from mlflow.types.schema import DataType, Schema
+
+    schema = Schema.from_json(inputs_json)
+    named = schema.has_input_names()
+    nested = [(i, spec) for i, spec in enumerate(schema.inputs) if not isinstance(spec.type, DataType)]
+
+    def enforce(pdf):
+        for i, spec in nested:
+            if named and spec.name not in pdf:
+                continue  # an absent optional input
+            column = spec.name if named else pdf.columns[i]
+            required = spec.required if named else True
+            pdf[column] = pd.Series(
+                [_enforce_type(v, spec.type, required) for v in pdf[column]], index=pdf.index, name=column
+            )
+        return pdf
+
+    return enforce
+
+
+def input_example(model_dir):
+    """The model's saved input example (``PyFuncModel.input_example``), for a model whose
+    input type was taken from it; ``None`` otherwise."""
+    if model_dir is None:
+        return None
+    from mlflow.models import Model
+
+    return Model.load(model_dir).load_input_example(model_dir)
 
 
 def _staged(stage, fn, *args):

@@ -135,6 +135,7 @@ impl ModelEnv {
         WorkerPython {
             path: self.python(),
             pycache: Some(self.dir.join(PYCACHE_DIR)),
+            env: Vec::new(),
         }
     }
 

@@ -10,6 +10,31 @@ use crate::error::Error;
 /// How many traceback lines an error keeps.
 const TRACEBACK_LINES: usize = 12;
 
+/// How many bytes of an exception's notes an error keeps (their end).
+const NOTES_BYTES: usize = 4096;
+
+/// The notes of an exception (`__notes__`: what the bridge adds, such as what loading
+/// printed), each on its own line after a newline, the last [`NOTES_BYTES`] kept.
+pub(crate) fn format_notes(notes: &[String]) -> String {
+    if notes.is_empty() {
+        return String::new();
+    }
+    let text = notes.join("\n");
+    let start = text.len().saturating_sub(NOTES_BYTES);
+    let start = (start..text.len())
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(text.len());
+    let cut = if start > 0 { "...\n" } else { "" };
+    format!("\n{cut}{}", &text[start..])
+}
+
+fn py_notes(py: Python<'_>, err: &PyErr) -> Vec<String> {
+    err.value(py)
+        .getattr("__notes__")
+        .and_then(|n| n.extract::<Vec<String>>())
+        .unwrap_or_default()
+}
+
 /// Captures a Python exception while attached: `Type: message` and the last traceback lines.
 pub(crate) fn format_py_err(py: Python<'_>, err: &PyErr) -> (String, String) {
     let exception = format!("{}: {}", type_name(py, err), err.value(py));
@@ -56,17 +81,25 @@ pub(crate) fn python_error(py: Python<'_>, model: &str, stage: &str, err: &PyErr
         stage,
         exception,
         traceback,
+        notes: format_notes(&py_notes(py, err)),
     }
 }
 
 /// An exception a worker process reported (its type and message, and the traceback as
 /// Python formatted it), as [`python_error`] reports one in the embedded interpreter.
-pub(crate) fn reported_error(model: &str, stage: &str, exception: &str, traceback: &str) -> Error {
+pub(crate) fn reported_error(
+    model: &str,
+    stage: &str,
+    exception: &str,
+    traceback: &str,
+    notes: &[String],
+) -> Error {
     Error::Python {
         model: model.to_owned(),
         stage: stage.to_owned(),
         exception: exception.to_owned(),
         traceback: abridge_traceback(traceback),
+        notes: format_notes(notes),
     }
 }
 

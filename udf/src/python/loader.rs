@@ -2,12 +2,29 @@
 //! model's environment chosen ([`EnvManager`]), the model loaded in the embedded
 //! interpreter or in worker processes.
 
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
 use crate::error::{Error, Result};
 use crate::pyfunc::mlmodel::MlModel;
 use crate::python::environments::{EnvCache, EnvManager};
 use crate::python::model::PyModel;
 use crate::python::store::ModelStore;
 use crate::python::workers::WorkerLimits;
+
+/// How one model binding loads its model besides its URI: `spark_udf`'s `env_manager`,
+/// `model_config` and `extra_env`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadOptions {
+    /// The env manager (the loader's when `None`).
+    pub env_manager: Option<EnvManager>,
+    /// Overrides of the model's saved config, applied as `mlflow.pyfunc.load_model`'s
+    /// `model_config` is (only keys the saved config has; see [`MlModel::model_config_with`]).
+    pub model_config: Option<serde_json::Map<String, Value>>,
+    /// Environment variables of the model's worker processes.
+    pub extra_env: BTreeMap<String, String>,
+}
 
 /// Loads models from paths and URIs, each in the embedded interpreter, in worker
 /// processes of the engine's venv, or in worker processes of its own env.
@@ -65,19 +82,14 @@ impl ModelLoader {
 
     /// Resolves `uri` and loads the model in it as `name`, in the loader's env manager.
     pub fn load(&self, name: &str, uri: &str) -> Result<PyModel> {
-        self.load_in(name, uri, None)
+        self.load_in(name, uri, &LoadOptions::default())
     }
 
-    /// Like [`ModelLoader::load`], with `env_manager` instead of the loader's own.
-    pub fn load_in(
-        &self,
-        name: &str,
-        uri: &str,
-        env_manager: Option<EnvManager>,
-    ) -> Result<PyModel> {
+    /// Like [`ModelLoader::load`], with the binding's `options`.
+    pub fn load_in(&self, name: &str, uri: &str, options: &LoadOptions) -> Result<PyModel> {
         let resolved = self.store.resolve(name, uri)?;
         let mlmodel = MlModel::from_path(&resolved.dir)?;
-        let env = match env_manager.unwrap_or(self.env_manager) {
+        let env = match options.env_manager.unwrap_or(self.env_manager) {
             EnvManager::Local => None,
             EnvManager::Uv => {
                 let envs = self.envs.as_ref().ok_or_else(|| Error::Env {
@@ -88,7 +100,7 @@ impl ModelLoader {
                 Some(envs.prepare(name, uri, &mlmodel)?)
             }
         };
-        PyModel::from_mlmodel(name, mlmodel, self.workers, self.limits, env)
+        PyModel::from_mlmodel(name, mlmodel, self.workers, self.limits, env, options)
             .map(|model| model.with_uri(uri, resolved))
     }
 }

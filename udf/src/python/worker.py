@@ -40,6 +40,7 @@ def _error_header(e, stage):
         # Without this loop's own frame, as the embedded interpreter reports it.
         "traceback": "".join(traceback.format_tb(e.__traceback__.tb_next)),
         "stage": getattr(e, "mlfusion_stage", stage),
+        "notes": [str(n) for n in getattr(e, "__notes__", [])],
     }
 
 

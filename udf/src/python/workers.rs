@@ -65,6 +65,8 @@ pub(crate) struct WorkerPython {
     /// anywhere: a model env's modules are compiled by the first worker that imports
     /// them, outside the model's own directory, and reused by every later worker.
     pub(crate) pycache: Option<PathBuf>,
+    /// Environment variables of the workers (a binding's `extra_env`).
+    pub(crate) env: Vec<(String, String)>,
 }
 
 /// Bounds on each worker of a pool; all off by default (as in `spark_udf`).
@@ -330,6 +332,7 @@ impl WorkerPool {
             // trees, BLAS) get one thread each, as PySpark does for its Python workers.
             command.env("OMP_NUM_THREADS", "1");
         }
+        command.envs(self.python.env.iter().map(|(k, v)| (k, v)));
         let mut child = command
             .arg("-c")
             .arg(BOOTSTRAP)
@@ -389,11 +392,18 @@ fn python_error(model: &str, header: &Value) -> Option<Error> {
     }
     let error = &header["error"];
     let text = |key: &str| error[key].as_str().unwrap_or_default();
+    let notes: Vec<String> = error["notes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_str().map(str::to_owned))
+        .collect();
     Some(reported_error(
         model,
         text("stage"),
         text("exception"),
         text("traceback"),
+        &notes,
     ))
 }
 
