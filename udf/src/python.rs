@@ -30,8 +30,8 @@ pub mod workers;
 
 pub use environments::{EnvCache, EnvEntry, EnvManager, ModelEnv};
 pub use interpreter::start_python;
-pub use loader::{LoadOptions, ModelLoader};
+pub use loader::ModelLoader;
 pub use metrics::ModelMetrics;
-pub use model::{Binding, PyModel, Scorer};
+pub use model::{Binding, LoadOptions, PyModel, Scorer};
 pub use store::{ModelStore, ResolvedUri};
 pub use workers::{WorkerLimits, WorkerPool};

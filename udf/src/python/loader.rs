@@ -2,29 +2,12 @@
 //! model's environment chosen ([`EnvManager`]), the model loaded in the embedded
 //! interpreter or in worker processes.
 
-use std::collections::BTreeMap;
-
-use serde_json::Value;
-
 use crate::error::{Error, Result};
 use crate::pyfunc::mlmodel::MlModel;
 use crate::python::environments::{EnvCache, EnvManager};
-use crate::python::model::PyModel;
+use crate::python::model::{LoadOptions, PyModel};
 use crate::python::store::ModelStore;
 use crate::python::workers::WorkerLimits;
-
-/// How one model binding loads its model besides its URI: `spark_udf`'s `env_manager`,
-/// `model_config` and `extra_env`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LoadOptions {
-    /// The env manager (the loader's when `None`).
-    pub env_manager: Option<EnvManager>,
-    /// Overrides of the model's saved config, applied as `mlflow.pyfunc.load_model`'s
-    /// `model_config` is (only keys the saved config has; see [`MlModel::model_config_with`]).
-    pub model_config: Option<serde_json::Map<String, Value>>,
-    /// Environment variables of the model's worker processes.
-    pub extra_env: BTreeMap<String, String>,
-}
 
 /// Loads models from paths and URIs, each in the embedded interpreter, in worker
 /// processes of the engine's venv, or in worker processes of its own env.

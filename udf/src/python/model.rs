@@ -20,13 +20,25 @@ use crate::pyfunc::mlmodel::MlModel;
 use crate::pyfunc::params::validate_params;
 use crate::pyfunc::result_type::{ResultType, SparkType};
 use crate::pyfunc::signature::{ColType, MlflowType, Schema};
-use crate::python::environments::ModelEnv;
+use crate::python::environments::{EnvManager, ModelEnv};
 use crate::python::exception::python_error;
 use crate::python::interpreter::{attach, bridge, start_python};
-use crate::python::loader::LoadOptions;
 use crate::python::metrics::ModelMetrics;
 use crate::python::store::ResolvedUri;
 use crate::python::workers::{WorkerLimits, WorkerPool, WorkerPython};
+
+/// How one model binding loads its model besides its URI: `spark_udf`'s `env_manager`,
+/// `model_config` and `extra_env`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadOptions {
+    /// The env manager (the loader's when `None`).
+    pub env_manager: Option<EnvManager>,
+    /// Overrides of the model's saved config, applied as `mlflow.pyfunc.load_model`'s
+    /// `model_config` is (only keys the saved config has; see [`MlModel::model_config_with`]).
+    pub model_config: Option<serde_json::Map<String, Value>>,
+    /// Environment variables of the model's worker processes.
+    pub extra_env: BTreeMap<String, String>,
+}
 
 /// MLflow's environment variable of config overrides, read where the model loads.
 const INFERENCE_CONFIG_VAR: &str = "MLFLOW_PYFUNC_INFERENCE_CONFIG";
