@@ -43,6 +43,15 @@ pub struct LoadOptions {
 /// MLflow's environment variable of config overrides, read where the model loads.
 const INFERENCE_CONFIG_VAR: &str = "MLFLOW_PYFUNC_INFERENCE_CONFIG";
 
+/// `MLFLOW_PYFUNC_INFERENCE_CONFIG` as the model's process sees it: from its `extra_env`,
+/// else inherited from the engine.
+fn inference_config(extra_env: &BTreeMap<String, String>) -> Option<String> {
+    extra_env
+        .get(INFERENCE_CONFIG_VAR)
+        .cloned()
+        .or_else(|| std::env::var(INFERENCE_CONFIG_VAR).ok())
+}
+
 /// A model loaded once through its `loader_module`: in the embedded interpreter, or in
 /// each process of a [`WorkerPool`].
 #[derive(Debug)]
@@ -133,15 +142,10 @@ impl PyModel {
             });
         }
         python.env = options.extra_env.clone().into_iter().collect();
-        let inference_env = options
-            .extra_env
-            .get(INFERENCE_CONFIG_VAR)
-            .cloned()
-            .or_else(|| std::env::var(INFERENCE_CONFIG_VAR).ok());
         let effective_config = mlmodel.model_config_with(
             name,
             options.model_config.as_ref(),
-            inference_env.as_deref(),
+            inference_config(&options.extra_env).as_deref(),
         )?;
         let model_config = effective_config.as_ref().map(Value::to_string);
         let runtime = if workers > 0 {
@@ -205,15 +209,10 @@ impl PyModel {
             ));
         }
         if model_config.is_some() {
-            let inference_env = self
-                .extra_env
-                .get(INFERENCE_CONFIG_VAR)
-                .cloned()
-                .or_else(|| std::env::var(INFERENCE_CONFIG_VAR).ok());
             let asked = self.mlmodel.model_config_with(
                 &self.name,
                 model_config,
-                inference_env.as_deref(),
+                inference_config(&self.extra_env).as_deref(),
             )?;
             if asked != self.model_config {
                 let show =
