@@ -89,6 +89,12 @@ struct RawMlModel {
     type_hint_from_example: bool,
 }
 
+/// A part of `signature:` that holds something: not absent, empty or `null`.
+fn written(text: &Option<String>) -> Option<&str> {
+    text.as_deref()
+        .filter(|t| !t.trim().is_empty() && t.trim() != "null")
+}
+
 /// A config `_load_pyfunc` would not be given (Python's falsy: null, `{}`).
 fn is_empty_config(config: &serde_json::Value) -> bool {
     config.is_null() || config.as_object().is_some_and(serde_json::Map::is_empty)
@@ -197,8 +203,7 @@ impl MlModel {
             None => ModelSignature::default(),
             Some(sig) => {
                 let schema = |field: &str, text: &Option<String>| -> Result<Option<Schema>> {
-                    text.as_deref()
-                        .filter(|t| !t.trim().is_empty() && t.trim() != "null")
+                    written(text)
                         .map(|t| {
                             Schema::from_json(t).map_err(|message| Error::MalformedSignature {
                                 path: path.clone(),
@@ -209,10 +214,7 @@ impl MlModel {
                         })
                         .transpose()
                 };
-                let params = sig
-                    .params
-                    .as_deref()
-                    .filter(|t| !t.trim().is_empty() && t.trim() != "null")
+                let params = written(&sig.params)
                     .map(|t| {
                         ParamSpec::list_from_json(t)
                             .and_then(|specs| check_defaults(&specs).map(|()| specs))
@@ -226,9 +228,7 @@ impl MlModel {
                     .transpose()?;
                 ModelSignature {
                     inputs: schema("inputs", &sig.inputs)?,
-                    inputs_json: sig
-                        .inputs
-                        .filter(|t| !t.trim().is_empty() && t.trim() != "null"),
+                    inputs_json: written(&sig.inputs).map(str::to_owned),
                     outputs: schema("outputs", &sig.outputs)?,
                     params,
                     from_type_hints: raw.is_signature_from_type_hint,
