@@ -12,3 +12,7 @@ cargo test --workspace --locked
 # shim's tests use. A separate `cargo build` would resolve features without the
 # dev-dependencies' (rand's `std` through proptest and sqllogictest) and rebuild DataFusion.
 .venv/bin/python -m pytest python-shim/tests
+# Real flavors (scikit-learn, XGBoost, LightGBM, CatBoost, statsmodels, ONNX, Keras/TensorFlow,
+# PyTorch) against spark_udf, in their own venv (8 GB; a rebuild comes from uv's cache).
+scripts/flavors-venv.sh
+.venv-flavors/bin/python -m pytest -rs tests/flavors
