@@ -33,6 +33,7 @@ pub mod progress;
 pub mod registration;
 pub mod session;
 pub mod staging;
+pub mod stores;
 
 use args::{Cli, Command};
 

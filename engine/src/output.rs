@@ -1,17 +1,20 @@
-//! Where query results go: a file (Parquet, CSV, JSON, JSON lines; streamed batch by
-//! batch), or stdout (a table, CSV, JSON or JSON lines).
+//! Where query results go: a file or an object in an object store (Parquet, CSV, JSON,
+//! JSON lines; streamed batch by batch), or stdout (a table, CSV, JSON or JSON lines).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
+use object_store::ObjectStore;
 use parquet::arrow::ArrowWriter;
+use tokio::io::AsyncWriteExt;
+use url::Url;
 
 use crate::error::{Error, Result};
 
@@ -142,6 +145,81 @@ pub async fn write_stream(
     sink.finish().map_err(encode)?;
     staged.persist(path).map_err(|e| write_err(e.error))?;
     Ok(written)
+}
+
+/// Streams `stream` into the object at `url` (`s3://bucket/scored.parquet`, ...) in
+/// `store`, as [`write_stream`] does into a file: a multipart upload, completed only when
+/// every batch is written, so a failed or cancelled query leaves no object.
+pub async fn write_stream_to_store(
+    mut stream: SendableRecordBatchStream,
+    store: Arc<dyn ObjectStore>,
+    url: &Url,
+    format: Option<Format>,
+) -> Result<Written> {
+    let format = Format::for_file(Path::new(url.path()), format)?;
+    let failed = |message: String| Error::Encode {
+        path: url.as_str().into(),
+        message,
+    };
+    let location =
+        object_store::path::Path::from_url_path(url.path()).map_err(|e| failed(e.to_string()))?;
+    let mut upload = object_store::buffered::BufWriter::new(store, location);
+    let buffer = SharedBuffer::default();
+    let written = async {
+        let mut sink = Sink::new(format, buffer.clone(), stream.schema()).map_err(failed)?;
+        let mut written = Written::default();
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            written.rows += batch.num_rows();
+            written.batches += 1;
+            sink.write(&batch).map_err(failed)?;
+            upload
+                .write_all(&buffer.take())
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+        }
+        sink.finish().map_err(failed)?;
+        upload
+            .write_all(&buffer.take())
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        upload.shutdown().await.map_err(|e| failed(e.to_string()))?;
+        Ok::<_, Error>(written)
+    }
+    .await;
+    if written.is_err() {
+        let _ = upload.abort().await;
+    }
+    written
+}
+
+/// Bytes an encoder has written, taken out batch by batch for an upload.
+#[derive(Clone, Default)]
+struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuffer {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(
+            &mut *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+impl Write for SharedBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Renders the stream in `format` for the terminal: a table collects the result first,

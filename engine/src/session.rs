@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
@@ -16,10 +17,12 @@ use crate::args::SessionArgs;
 use crate::error::Result;
 use crate::model_functions::{ModelFunctionFactory, ModelsTable};
 use crate::progress;
+use crate::stores::{StoreError, Stores, enable_url_tables, is_url};
 
 /// A session configured for scoring: file scans are not split and not round-robin
 /// repartitioned, so the rows of one file keep their order through a plain projection;
-/// model calls report metrics (`EXPLAIN ANALYZE`, progress bars).
+/// model calls report metrics (`EXPLAIN ANALYZE`, progress bars); URLs of object stores
+/// are tables (see [`crate::stores`]).
 pub fn new_context(settings: &SessionArgs) -> Result<SessionContext> {
     let partitions = settings
         .target_partitions
@@ -29,8 +32,12 @@ pub fn new_context(settings: &SessionArgs) -> Result<SessionContext> {
         .with_target_partitions(partitions)
         .with_repartition_file_scans(false)
         .with_round_robin_repartition(false);
+    let runtime = RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(Stores::default()))
+        .build_arc()?;
     let state = SessionStateBuilder::new()
         .with_config(config)
+        .with_runtime_env(runtime)
         .with_default_features()
         .with_function_factory(Some(Arc::new(ModelFunctionFactory::new(
             settings.model_loader(),
@@ -39,7 +46,7 @@ pub fn new_context(settings: &SessionArgs) -> Result<SessionContext> {
         .with_physical_optimizer_rules(physical_rules())
         .build();
     // URL tables: `SELECT ... FROM 'data/*.parquet'`, as in datafusion-cli.
-    let mut ctx = SessionContext::new_with_state(state).enable_url_table();
+    let mut ctx = enable_url_tables(SessionContext::new_with_state(state));
     ctx.register_function_rewrite(Arc::new(ModelCallRewrites))?;
     ctx.register_udtf("models", Arc::new(ModelsTable));
     Ok(ctx)
@@ -71,16 +78,20 @@ pub async fn execute(
     Ok(progress::watch(&physical, stream, progress))
 }
 
-/// Registers a Parquet (default) or CSV file, directory or glob as table `name`.
+/// Registers a Parquet (default) or CSV file, directory or glob, local or in an object
+/// store (`s3://bucket/events/`), as table `name`.
 pub async fn register_table(ctx: &SessionContext, name: &str, path: &str) -> Result<()> {
     let is_csv = Path::new(path)
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    if is_csv {
-        ctx.register_csv(name, path, CsvReadOptions::new()).await?;
+    let registered = if is_csv {
+        ctx.register_csv(name, path, CsvReadOptions::new()).await
     } else {
-        let options = ParquetReadOptions::default();
-        ctx.register_parquet(name, path, options).await?;
+        ctx.register_parquet(name, path, ParquetReadOptions::default())
+            .await
+    };
+    match registered {
+        Err(e) if is_url(path) => Err(StoreError::reading(path, &e).into()),
+        other => Ok(other?),
     }
-    Ok(())
 }

@@ -10,14 +10,18 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{DFParser, Statement};
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
+use url::Url;
 
 use crate::args::{QueryArgs, split_assignment};
 use crate::error::{Error, Result};
-use crate::output::{Format, display_path, print_result, render, write_stream};
+use crate::output::{
+    Format, display_path, print_result, render, write_stream, write_stream_to_store,
+};
 use crate::progress;
 use crate::registration::{load_models, model_registrations};
 use crate::session::{execute, new_context, register_table};
 use crate::staging::stage_copy;
+use crate::stores::{is_url, with_store_options};
 
 /// Runs the statements; returns the text to print on stdout. Ctrl-C or SIGTERM cancels
 /// the run (an interactive session: the statement running), leaving no partial output.
@@ -116,17 +120,32 @@ impl Runner<'_> {
     /// statement's result goes to `--output` when one is given.
     async fn run(&self, statement: Statement, last: bool) -> Result<Option<String>> {
         let plan = self.ctx.state().statement_to_plan(statement).await?;
+        let plan = with_store_options(&self.ctx, plan)?;
         let returns_rows = !plan.schema().fields().is_empty();
-        let (plan, staged) = stage_copy(plan);
+        let (plan, staged) = stage_copy(&self.ctx, plan)?;
         let mut stream = execute(&self.ctx, plan, self.progress).await?;
         if let Some(staged) = staged {
             // COPY: its files appear whole once it has succeeded, else not at all.
             let schema = stream.schema();
             let counts = datafusion::physical_plan::common::collect(stream).await?;
-            staged.commit()?;
+            staged.commit().await?;
             stream = Box::pin(MemoryStream::try_new(counts, schema, None)?);
         }
         match (&self.args.output, last) {
+            (Some(path), true) if is_url(&path.to_string_lossy()) => {
+                let url = Url::parse(&path.to_string_lossy()).map_err(|e| Error::BadArgument {
+                    flag: "--output",
+                    value: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                let store = self
+                    .ctx
+                    .runtime_env()
+                    .object_store_registry
+                    .get_store(&url)?;
+                let written = write_stream_to_store(stream, store, &url, self.args.format).await?;
+                Ok(Some(format!("wrote {} row(s) to {url}", written.rows)))
+            }
             (Some(path), true) => {
                 let written = write_stream(stream, path, self.args.format).await?;
                 Ok(Some(format!(

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::array::{ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::properties::WriterProperties;
@@ -123,4 +123,27 @@ pub(crate) fn read_parquet(path: &Path) -> Vec<RecordBatch> {
         .expect("reader")
         .collect::<Result<_, _>>()
         .expect("batches")
+}
+
+/// Asserts that every column after `id` of the Parquet file `out` holds the
+/// [`sklearn_model`]'s formula for ids 0..rows, in order.
+pub(crate) fn assert_scored(out: &Path, rows: i64) {
+    let batches = read_parquet(out);
+    let mut next = 0;
+    for batch in &batches {
+        let ids = batch.column(0).as_primitive::<Int64Type>();
+        for c in 1..batch.num_columns() {
+            let p = batch.column(c).as_primitive::<Float64Type>();
+            for i in 0..batch.num_rows() {
+                let (f0, f1, f2) = features(ids.value(i));
+                let want = 2.0 * f0 - 3.0 * f1 + 0.5 * f2 + 1.0;
+                assert!((p.value(i) - want).abs() < 1e-9, "row {i} column {c}");
+            }
+        }
+        for i in 0..batch.num_rows() {
+            assert_eq!(ids.value(i), next, "rows keep their order");
+            next += 1;
+        }
+    }
+    assert_eq!(next, rows);
 }

@@ -10,5 +10,6 @@ mod loading;
 mod registry;
 mod scale;
 mod serve;
+mod stores;
 mod terminal;
 mod workers;

@@ -7,10 +7,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use arrow::array::AsArray;
-use arrow::datatypes::{Float64Type, Int64Type};
-
-use crate::fixtures::{features, read_parquet, repo, success, write_features};
+use crate::fixtures::{assert_scored, repo, success, write_features};
 
 const MODEL: &str = "churn-lr";
 
@@ -78,28 +75,6 @@ fn query(tracking: &str, cache: &Path, args: &[&str]) -> Output {
         .env("MLFUSION_MODEL_CACHE", cache)
         .output()
         .expect("mlfusion runs")
-}
-
-/// Asserts that column `p` of the output holds the model's formula for ids 0..rows.
-fn assert_scored(out: &Path, rows: i64) {
-    let batches = read_parquet(out);
-    let mut next = 0;
-    for batch in &batches {
-        let ids = batch.column(0).as_primitive::<Int64Type>();
-        for c in 1..batch.num_columns() {
-            let p = batch.column(c).as_primitive::<Float64Type>();
-            for i in 0..batch.num_rows() {
-                let (f0, f1, f2) = features(ids.value(i));
-                let want = 2.0 * f0 - 3.0 * f1 + 0.5 * f2 + 1.0;
-                assert!((p.value(i) - want).abs() < 1e-9, "row {i} column {c}");
-            }
-        }
-        for i in 0..batch.num_rows() {
-            assert_eq!(ids.value(i), next, "rows keep their order");
-            next += 1;
-        }
-    }
-    assert_eq!(next, rows);
 }
 
 #[test]

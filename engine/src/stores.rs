@@ -1,0 +1,413 @@
+//! Tables and outputs in object stores: `s3://`, `gs://`, `az://` (and `abfss://`, ...)
+//! and `http(s)://` URLs, as datafusion-cli takes them.
+//!
+//! A store is made on first use of its bucket ([`Stores`], the session's object store
+//! registry), configured the way the store's own tools are: for S3, the standard `AWS_*`
+//! environment variables (`AWS_ENDPOINT_URL` for S3-compatible stores), then the profile
+//! (`AWS_PROFILE`, else `default`) of `~/.aws/credentials` and `~/.aws/config`; for GCS
+//! and Azure, the `GOOGLE_*` and `AZURE_*` variables. `OPTIONS ('aws.region' '...')` of
+//! `CREATE EXTERNAL TABLE` and `COPY` configure the store of their location over all of
+//! those ([`with_store_options`]).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::catalog::{DynamicFileCatalog, TableProvider, UrlTableFactory};
+use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::datasource::dynamic_file::DynamicListTableFactory;
+use datafusion::datasource::listing::{ListingTableConfig, ListingTableConfigExt, ListingTableUrl};
+use datafusion::execution::SessionState;
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::dml::CopyTo;
+use datafusion::logical_expr::{CreateExternalTable, DdlStatement, LogicalPlan};
+use datafusion::prelude::SessionContext;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::http::HttpBuilder;
+use object_store::{ObjectStore, ObjectStoreScheme};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// Option prefixes that configure a store rather than a table.
+const PREFIXES: [&str; 4] = ["aws.", "gcp.", "azure.", "http."];
+
+/// The largest AWS profile file read (they are a few lines).
+const MAX_PROFILE_FILE: u64 = 1 << 20;
+
+/// The session's object store registry: the local file system and registered stores, and
+/// a store made from the environment for the bucket of any other URL.
+#[derive(Debug, Default)]
+pub struct Stores {
+    registered: DefaultObjectStoreRegistry,
+}
+
+impl ObjectStoreRegistry for Stores {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        self.registered.register_store(url, store)
+    }
+
+    fn deregister_store(&self, url: &Url) -> DfResult<Arc<dyn ObjectStore>> {
+        self.registered.deregister_store(url)
+    }
+
+    fn get_store(&self, url: &Url) -> DfResult<Arc<dyn ObjectStore>> {
+        if let Ok(store) = self.registered.get_store(url) {
+            return Ok(store);
+        }
+        let store = build(url, &[])?;
+        self.registered.register_store(url, Arc::clone(&store));
+        Ok(store)
+    }
+}
+
+/// `SELECT ... FROM 'data/*.parquet'` and `FROM 's3://bucket/events/'`: DataFusion's URL
+/// tables, except that a URL of an object store that cannot be listed (no such bucket,
+/// denied, no files) fails with the store's error rather than as an unknown table.
+pub fn enable_url_tables(ctx: SessionContext) -> SessionContext {
+    let inner = DynamicListTableFactory::default();
+    let factory = Arc::new(UrlTables { inner });
+    let catalogs = Arc::new(DynamicFileCatalog::new(
+        Arc::clone(ctx.state().catalog_list()),
+        Arc::clone(&factory) as Arc<dyn UrlTableFactory>,
+    ));
+    let state = SessionStateBuilder::new_from_existing(ctx.state())
+        .with_catalog_list(catalogs)
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    factory
+        .inner
+        .session_store()
+        .with_state(ctx.state_weak_ref());
+    ctx
+}
+
+#[derive(Debug)]
+struct UrlTables {
+    inner: DynamicListTableFactory,
+}
+
+#[async_trait::async_trait]
+impl UrlTableFactory for UrlTables {
+    async fn try_new(&self, url: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let table = self.inner.try_new(url).await?;
+        if table.is_some() || !is_url(url) {
+            return Ok(table);
+        }
+        let session = self.inner.session_store().get_session().upgrade();
+        let state = session.and_then(|s| s.read().as_any().downcast_ref::<SessionState>().cloned());
+        let (Some(state), Ok(table_url)) = (state, ListingTableUrl::parse(url)) else {
+            return Ok(None);
+        };
+        match ListingTableConfig::new(table_url)
+            .infer_options(&state)
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(e) => Err(StoreError::reading(url, &e).into()),
+        }
+    }
+}
+
+/// Whether `location` names an object store rather than a local path.
+pub fn is_url(location: &str) -> bool {
+    Url::parse(location).is_ok_and(|u| u.scheme().len() > 1 && u.scheme() != "file")
+}
+
+/// For `CREATE EXTERNAL TABLE` and `COPY` with store options (`aws.*`, `gcp.*`, `azure.*`,
+/// `http.*`): registers their location's store made with them, and returns the plan
+/// without them (the rest configure the format). Any other plan is returned unchanged.
+pub fn with_store_options(ctx: &SessionContext, plan: LogicalPlan) -> Result<LogicalPlan> {
+    match plan {
+        LogicalPlan::Ddl(DdlStatement::CreateExternalTable(table)) => {
+            let options = take_store_options(ctx, &table.locations, table.options.clone())?;
+            Ok(LogicalPlan::Ddl(DdlStatement::CreateExternalTable(
+                Box::new(CreateExternalTable { options, ..*table }),
+            )))
+        }
+        LogicalPlan::Copy(copy) => {
+            let locations = std::slice::from_ref(&copy.output_url);
+            let options = take_store_options(ctx, locations, copy.options.clone())?;
+            Ok(LogicalPlan::Copy(CopyTo {
+                input: copy.input,
+                output_url: copy.output_url,
+                partition_by: copy.partition_by,
+                file_type: copy.file_type,
+                options,
+                output_schema: copy.output_schema,
+            }))
+        }
+        other => Ok(other),
+    }
+}
+
+/// Registers the stores of `locations` made with the store options among `options`;
+/// returns the others.
+fn take_store_options(
+    ctx: &SessionContext,
+    locations: &[String],
+    options: HashMap<String, String>,
+) -> Result<HashMap<String, String>> {
+    let (store, rest): (HashMap<_, _>, HashMap<_, _>) = options
+        .into_iter()
+        .partition(|(k, _)| PREFIXES.iter().any(|p| k.starts_with(p)));
+    let store: Vec<_> = store.into_iter().collect();
+    if store.is_empty() {
+        return Ok(rest);
+    }
+    for location in locations {
+        let url = Url::parse(location).map_err(|e| StoreError::new(location, e.to_string()))?;
+        ctx.runtime_env()
+            .register_object_store(&url, build(&url, &store)?);
+    }
+    Ok(rest)
+}
+
+/// Why a store could not be made for a URL.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot use the object store of {url}: {message}")]
+pub struct StoreError {
+    url: String,
+    message: String,
+}
+
+impl StoreError {
+    fn new(url: &str, message: impl Into<String>) -> Self {
+        Self {
+            url: url.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// Reading a table at `url` failed with `error`: its message, with a hint for the
+    /// usual causes.
+    pub fn reading(url: &str, error: &DataFusionError) -> Self {
+        let message = error.find_root().to_string();
+        let message = if message.contains("No files for table")
+            || message.contains("No files found at")
+        {
+            "no files at this location (hint: check the path; a directory's URL ends with '/')"
+                .to_owned()
+        } else if message.contains("NoSuchBucket") {
+            format!("{message}\n  hint: the bucket does not exist; check the URL's bucket name")
+        } else if message.contains("403 Forbidden") || message.contains("necessary privileges") {
+            format!(
+                "{message}\n  hint: the store refused the credentials or they lack access; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or the table's 'aws.*' options)"
+            )
+        } else {
+            message
+        };
+        Self::new(url, message)
+    }
+}
+
+impl From<StoreError> for DataFusionError {
+    fn from(e: StoreError) -> Self {
+        DataFusionError::External(Box::new(e))
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::DataFusion(e.into())
+    }
+}
+
+/// The store of `url`'s bucket (or host), configured from the environment and then
+/// `options` (`aws.region`, `gcp.service_account_path`, ...: the store's own keys).
+fn build(url: &Url, options: &[(String, String)]) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    let fail = |message: String| StoreError::new(url.as_str(), message);
+    let (scheme, _) = ObjectStoreScheme::parse(url).map_err(|e| fail(e.to_string()))?;
+    let option = |prefix: &'static str| {
+        options
+            .iter()
+            .filter_map(move |(k, v)| k.strip_prefix(prefix).map(|k| (k.to_owned(), v.clone())))
+    };
+    let unknown = |key: &str, prefix: &str| {
+        let known = match prefix {
+            "aws." => {
+                "aws.region, aws.endpoint, aws.access_key_id, aws.secret_access_key, aws.session_token, aws.allow_http"
+            }
+            "gcp." => {
+                "gcp.service_account_path, gcp.service_account_key, gcp.application_credentials"
+            }
+            "azure." => {
+                "azure.account_name, azure.access_key, azure.client_id, azure.client_secret, azure.tenant_id"
+            }
+            _ => "http.allow_http, http.timeout",
+        };
+        fail(format!(
+            "unknown option '{prefix}{key}' (hint: the store's keys, such as {known})"
+        ))
+    };
+    let store: Arc<dyn ObjectStore> = match scheme {
+        ObjectStoreScheme::AmazonS3 => {
+            let mut builder = with_aws_profile(AmazonS3Builder::from_env().with_url(url.as_str()));
+            for (key, value) in option("aws.") {
+                let key: AmazonS3ConfigKey = key.parse().map_err(|_| unknown(&key, "aws."))?;
+                builder = builder.with_config(key, value);
+            }
+            // An endpoint given as http:// is meant: loopback MinIO and the like.
+            if builder
+                .get_config_value(&AmazonS3ConfigKey::Endpoint)
+                .is_some_and(|e| e.starts_with("http://"))
+            {
+                builder = builder.with_allow_http(true);
+            }
+            Arc::new(builder.build().map_err(|e| fail(e.to_string()))?)
+        }
+        ObjectStoreScheme::GoogleCloudStorage => {
+            let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
+            for (key, value) in option("gcp.") {
+                let key: GoogleConfigKey = key.parse().map_err(|_| unknown(&key, "gcp."))?;
+                builder = builder.with_config(key, value);
+            }
+            Arc::new(builder.build().map_err(|e| fail(e.to_string()))?)
+        }
+        ObjectStoreScheme::MicrosoftAzure => {
+            let mut builder = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
+            for (key, value) in option("azure.") {
+                let key: AzureConfigKey = key.parse().map_err(|_| unknown(&key, "azure."))?;
+                builder = builder.with_config(key, value);
+            }
+            Arc::new(builder.build().map_err(|e| fail(e.to_string()))?)
+        }
+        ObjectStoreScheme::Http => {
+            let mut builder = HttpBuilder::new().with_url(url.origin().ascii_serialization());
+            for (key, value) in option("http.") {
+                let key = key.parse().map_err(|_| unknown(&key, "http."))?;
+                builder = builder.with_config(key, value);
+            }
+            Arc::new(builder.build().map_err(|e| fail(e.to_string()))?)
+        }
+        other => return Err(fail(format!("{other:?} URLs are not supported"))),
+    };
+    Ok(store)
+}
+
+/// Fills what the environment left unset from the AWS profile files, as the AWS CLI
+/// reads them: credentials from `AWS_SHARED_CREDENTIALS_FILE` (`~/.aws/credentials`),
+/// region and endpoint from `AWS_CONFIG_FILE` (`~/.aws/config`), in the section of
+/// `AWS_PROFILE` (else `default`).
+fn with_aws_profile(mut builder: AmazonS3Builder) -> AmazonS3Builder {
+    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
+    let home = dirs::home_dir().unwrap_or_default();
+    let file = |var: &str, name: &str| {
+        std::env::var_os(var).map_or_else(|| home.join(".aws").join(name), PathBuf::from)
+    };
+    let config_section = if profile == "default" {
+        profile.clone()
+    } else {
+        format!("profile {profile}")
+    };
+    let values = [
+        (
+            file("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
+            profile.as_str(),
+        ),
+        (file("AWS_CONFIG_FILE", "config"), config_section.as_str()),
+    ]
+    .into_iter()
+    .flat_map(|(path, section)| profile_section(&path, section));
+    let has_key = builder
+        .get_config_value(&AmazonS3ConfigKey::AccessKeyId)
+        .is_some();
+    for (key, value) in values {
+        let key = match key.as_str() {
+            "aws_access_key_id" if !has_key => AmazonS3ConfigKey::AccessKeyId,
+            "aws_secret_access_key" if !has_key => AmazonS3ConfigKey::SecretAccessKey,
+            "aws_session_token" if !has_key => AmazonS3ConfigKey::Token,
+            "region" => AmazonS3ConfigKey::Region,
+            "endpoint_url" => AmazonS3ConfigKey::Endpoint,
+            _ => continue,
+        };
+        if builder.get_config_value(&key).is_none() {
+            builder = builder.with_config(key, value);
+        }
+    }
+    builder
+}
+
+/// The `key = value` lines of `[section]` in an INI file; none if it cannot be read.
+fn profile_section(path: &std::path::Path, section: &str) -> Vec<(String, String)> {
+    let readable = std::fs::metadata(path).is_ok_and(|m| m.len() <= MAX_PROFILE_FILE);
+    let Some(text) = readable
+        .then(|| std::fs::read_to_string(path).ok())
+        .flatten()
+    else {
+        return Vec::new();
+    };
+    let mut inside = false;
+    let mut values = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with(['#', ';']) {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            inside = name.trim() == section;
+        } else if let (true, Some((key, value))) = (inside, line.split_once('=')) {
+            values.push((key.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        }
+    }
+    values
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_one_section_of_a_profile_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("credentials");
+        std::fs::write(
+            &path,
+            "# comment\n[default]\naws_access_key_id = A\n\n[profile dev]\nregion=eu-west-1\n; x\nendpoint_url = http://127.0.0.1:9000\n",
+        )
+        .expect("write");
+        assert_eq!(
+            profile_section(&path, "default"),
+            [("aws_access_key_id".into(), "A".into())]
+        );
+        assert_eq!(
+            profile_section(&path, "profile dev"),
+            [
+                ("region".into(), "eu-west-1".into()),
+                ("endpoint_url".into(), "http://127.0.0.1:9000".into())
+            ]
+        );
+        assert!(profile_section(&path, "other").is_empty());
+        assert!(profile_section(&dir.path().join("absent"), "default").is_empty());
+    }
+
+    #[test]
+    fn store_options_are_the_stores_own_keys() {
+        let url = Url::parse("s3://bucket/table/").expect("url");
+        let options = [("aws.region".to_owned(), "eu-west-1".to_owned())];
+        assert!(build(&url, &options).is_ok());
+        let bad = [("aws.regoin".to_owned(), "eu-west-1".to_owned())];
+        let message = build(&url, &bad).expect_err("unknown key").to_string();
+        assert!(
+            message.contains("s3://bucket/table/") && message.contains("aws.regoin"),
+            "{message}"
+        );
+        let ftp = Url::parse("ftp://host/x").expect("url");
+        assert!(build(&ftp, &[]).is_err());
+    }
+
+    #[test]
+    fn urls_and_paths() {
+        assert!(is_url("s3://bucket/x.parquet"));
+        assert!(is_url("https://host/x.parquet"));
+        assert!(!is_url("data/x.parquet"));
+        assert!(!is_url("/abs/x.parquet"));
+        assert!(!is_url("file:///abs/x.parquet"));
+    }
+}

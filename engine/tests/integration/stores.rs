@@ -1,0 +1,289 @@
+//! Tables and outputs in an S3 bucket: a real S3-compatible server (moto, authentication
+//! on) on 127.0.0.1, Parquet written there by pyarrow's S3 filesystem, scored by
+//! `mlfusion query` into the bucket and read back by pyarrow.
+
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::fixtures::{BIN, assert_scored, failure, repo, sklearn_model, success, test_model};
+
+const ROWS: i64 = 20_000;
+
+/// `moto_server` in a process group of its own, killed when dropped.
+struct S3Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    fn start(dir: &Path) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let log = std::fs::File::create(dir.join("moto.log")).expect("log file");
+        let child = Command::new(Path::new(env!("PYO3_PYTHON")).with_file_name("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // Requests after the first three (the fixture's IAM setup) must be signed
+            // with a key the server issued.
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("moto_server starts");
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "moto_server did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// `testdata/s3_fixture.py COMMAND ENDPOINT ARGS`; its stdout.
+    fn fixture(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("PYO3_PYTHON"))
+            .arg(repo().join("testdata/s3_fixture.py"))
+            .arg(args[0])
+            .arg(&self.endpoint)
+            .args(&args[1..])
+            .output()
+            .expect("python runs");
+        assert!(
+            out.status.success(),
+            "s3_fixture.py {args:?}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let group = i32::try_from(self.child.id()).expect("pid fits");
+        // SAFETY: kill(2) on our child's process group; no memory is involved.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// `mlfusion query ARGS` with no AWS settings but `env` (no variables, no profile files).
+fn query(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut command = Command::new(BIN);
+    for (name, _) in std::env::vars().filter(|(k, _)| k.starts_with("AWS_")) {
+        command.env_remove(name);
+    }
+    command
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("no-credentials"))
+        .env("AWS_CONFIG_FILE", dir.join("no-config"))
+        .envs(env.iter().copied())
+        .arg("query")
+        .args(args)
+        .output()
+        .expect("mlfusion runs")
+}
+
+#[test]
+fn scores_parquet_in_a_bucket_into_the_bucket() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = S3Server::start(dir.path());
+    let keys = server.fixture(&["setup", &ROWS.to_string()]);
+    let (key, secret) = keys.trim().split_once(' ').expect("key and secret");
+    let env = [
+        ("AWS_ACCESS_KEY_ID", key),
+        ("AWS_SECRET_ACCESS_KEY", secret),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", server.endpoint.as_str()),
+    ];
+    let model = format!("m={}", sklearn_model(dir.path()));
+    let read_back = |object: &str| {
+        let local = dir.path().join(object.replace('/', "_"));
+        server.fixture(&["get", key, secret, object, &local.display().to_string()]);
+        local
+    };
+    let listed = |prefix: &str| server.fixture(&["list", key, secret, prefix]);
+
+    // --table and --output in the bucket.
+    let out = query(
+        dir.path(),
+        &env,
+        &[
+            "--model",
+            &model,
+            "--result-type",
+            "m=double",
+            "--table",
+            "t=s3://scoring/features/",
+            "--output",
+            "s3://scoring/scored/out.parquet",
+            "SELECT id, m(f0, f1, f2) AS p FROM t ORDER BY id",
+        ],
+    );
+    let printed = success(&out);
+    assert!(
+        printed.contains(&format!(
+            "wrote {ROWS} row(s) to s3://scoring/scored/out.parquet"
+        )),
+        "{printed}"
+    );
+    assert_scored(&read_back("scoring/scored/out.parquet"), ROWS);
+
+    // A URL table and COPY into the bucket.
+    let copy = "COPY (SELECT id, m(f0, f1, f2) AS p FROM 's3://scoring/features/' ORDER BY id) TO 's3://scoring/copied/out.parquet'";
+    let args = ["--model", &model, "--result-type", "m=double", "-c", copy];
+    success(&query(dir.path(), &env, &args));
+    assert_scored(&read_back("scoring/copied/out.parquet"), ROWS);
+
+    // A directory: its files land under the target, nothing staged stays behind.
+    let copy = "COPY (SELECT id, f0 FROM 's3://scoring/features/') TO 's3://scoring/dir/' STORED AS PARQUET";
+    success(&query(dir.path(), &env, &["-c", copy]));
+    let files = listed("scoring/dir");
+    assert!(
+        !files.is_empty()
+            && files
+                .lines()
+                .all(|f| f.starts_with("scoring/dir/") && f.ends_with(".parquet")),
+        "{files}"
+    );
+    let out = query(
+        dir.path(),
+        &env,
+        &[
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM 's3://scoring/dir/'",
+        ],
+    );
+    assert_eq!(success(&out).trim(), format!("n\n{ROWS}"));
+
+    // A model failing in the last batch: no object, from COPY or from --output.
+    let raiser = format!("r={}", test_model("raiser"));
+    let failing = "SELECT r(CASE WHEN id = 19999 THEN -1.0 ELSE CAST(id AS DOUBLE) END) AS p FROM 's3://scoring/features/'";
+    let copy = format!("COPY ({failing}) TO 's3://scoring/failed/copy.parquet'");
+    let common = ["--workers", "1", "--batch-size", "1000", "--model", &raiser];
+    let err = failure(&query(
+        dir.path(),
+        &env,
+        &[&common[..], &["-c", &copy]].concat(),
+    ));
+    assert!(err.contains("model 'r'"), "{err}");
+    let output = ["--output", "s3://scoring/failed/output.parquet", failing];
+    let err = failure(&query(
+        dir.path(),
+        &env,
+        &[&common[..], &output[..]].concat(),
+    ));
+    assert!(err.contains("model 'r'"), "{err}");
+    assert_eq!(
+        listed("scoring/failed"),
+        "",
+        "a failed query left an object"
+    );
+    let all = listed("scoring");
+    assert!(
+        !all.contains(".mlfusion-"),
+        "staged objects left behind:\n{all}"
+    );
+
+    // Credentials and endpoint as table options, with nothing in the environment.
+    let create = format!(
+        "CREATE EXTERNAL TABLE f STORED AS PARQUET LOCATION 's3://scoring/features/' OPTIONS ('aws.access_key_id' '{key}', 'aws.secret_access_key' '{secret}', 'aws.region' 'us-east-1', 'aws.endpoint' '{}')",
+        server.endpoint
+    );
+    let out = query(
+        dir.path(),
+        &[],
+        &[
+            "--format",
+            "csv",
+            "-c",
+            &create,
+            "SELECT count(*) AS n FROM f",
+        ],
+    );
+    assert_eq!(success(&out).trim(), format!("n\n{ROWS}"));
+
+    // A named profile of the AWS files.
+    let credentials = dir.path().join("credentials");
+    let config = dir.path().join("config");
+    std::fs::write(&credentials, format!("[default]\naws_access_key_id = wrong\n\n[scorer]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n")).expect("write");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile scorer]\nregion = us-east-1\nendpoint_url = {}\n",
+            server.endpoint
+        ),
+    )
+    .expect("write");
+    let profile = [
+        ("AWS_PROFILE", "scorer"),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            credentials.to_str().expect("utf-8"),
+        ),
+        ("AWS_CONFIG_FILE", config.to_str().expect("utf-8")),
+    ];
+    let out = query(
+        dir.path(),
+        &profile,
+        &[
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM 's3://scoring/features/'",
+        ],
+    );
+    assert_eq!(success(&out).trim(), format!("n\n{ROWS}"));
+
+    // Refused credentials and a missing bucket name the URL and the likely cause.
+    let mut wrong = env;
+    wrong[1].1 = "not-the-secret";
+    let err = failure(&query(
+        dir.path(),
+        &wrong,
+        &["SELECT count(*) FROM 's3://scoring/features/'"],
+    ));
+    assert!(
+        err.contains("s3://scoring/features/")
+            && err.contains("hint: the store refused the credentials"),
+        "{err}"
+    );
+    let err = failure(&query(
+        dir.path(),
+        &wrong,
+        &["--table", "t=s3://scoring/features/", "SELECT 1"],
+    ));
+    assert!(
+        err.contains("s3://scoring/features/") && err.contains("refused the credentials"),
+        "{err}"
+    );
+    let err = failure(&query(
+        dir.path(),
+        &env,
+        &["SELECT count(*) FROM 's3://no-such-bucket/features/'"],
+    ));
+    assert!(
+        err.contains("s3://no-such-bucket/features/") && err.contains("the bucket does not exist"),
+        "{err}"
+    );
+    let err = failure(&query(
+        dir.path(),
+        &env,
+        &["SELECT count(*) FROM 's3://scoring/nothing-here/'"],
+    ));
+    assert!(
+        err.contains("s3://scoring/nothing-here/") && err.contains("no files at this location"),
+        "{err}"
+    );
+}
