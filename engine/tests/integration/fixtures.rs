@@ -1,8 +1,10 @@
 //! Shared helpers: running the binary, the venv's python, generated tables.
 
 use std::fs::File;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch};
@@ -146,4 +148,45 @@ pub(crate) fn assert_scored(out: &Path, rows: i64) {
         }
     }
     assert_eq!(next, rows);
+}
+
+/// A port nobody listens on, for a server to bind on 127.0.0.1.
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A server in a process group of its own (servers fork workers), its stderr in `log`,
+/// killed as a group when stopped or dropped.
+pub(crate) struct ProcessGroup(Child);
+
+impl ProcessGroup {
+    pub(crate) fn spawn(command: &mut Command, log: &Path) -> Self {
+        let log = File::create(log).expect("log file");
+        let child = command
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{command:?} starts: {e}"));
+        Self(child)
+    }
+
+    pub(crate) fn stop(&mut self) {
+        let group = i32::try_from(self.0.id()).expect("pid fits");
+        // SAFETY: kill(2) on our child's process group; no memory is involved.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

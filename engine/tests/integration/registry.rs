@@ -2,63 +2,42 @@
 //! 127.0.0.1: registry URIs (`models:/name/1`, `models:/name@champion`), `runs:/` and
 //! `mlflow-artifacts:/`, downloaded once into the model cache.
 
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use crate::fixtures::{assert_scored, repo, success, write_features};
+use crate::fixtures::{ProcessGroup, assert_scored, free_port, repo, success, write_features};
 
 const MODEL: &str = "churn-lr";
 
-/// `mlflow server` in a process group of its own (it forks uvicorn workers), killed
-/// as a group when dropped.
+/// `mlflow server`, killed with its uvicorn workers when dropped.
 struct TrackingServer {
-    child: Child,
+    process: ProcessGroup,
     uri: String,
 }
 
 impl TrackingServer {
     fn start(dir: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let log = std::fs::File::create(dir.join("server.log")).expect("log file");
-        let child = Command::new(venv_bin("mlflow"))
-            .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
-            .arg("--backend-store-uri")
-            .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
-            .arg("--artifacts-destination")
-            .arg(dir.join("artifacts"))
-            .current_dir(dir)
-            // No background job runner (huey consumers): this test needs none.
-            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-            .process_group(0)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("mlflow server starts");
+        let port = free_port();
+        let process = ProcessGroup::spawn(
+            Command::new(venv_bin("mlflow"))
+                .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
+                .arg("--backend-store-uri")
+                .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
+                .arg("--artifacts-destination")
+                .arg(dir.join("artifacts"))
+                .current_dir(dir)
+                // No background job runner (huey consumers): this test needs none.
+                .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"),
+            &dir.join("server.log"),
+        );
         Self {
-            child,
+            process,
             uri: format!("http://127.0.0.1:{port}"),
         }
     }
 
     fn stop(&mut self) {
-        let group = i32::try_from(self.child.id()).expect("pid fits");
-        // SAFETY: kill(2) on our child's process group; no memory is involved.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::kill(-group, libc::SIGKILL);
-        }
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for TrackingServer {
-    fn drop(&mut self) {
-        self.stop();
+        self.process.stop();
     }
 }
 

@@ -2,39 +2,34 @@
 //! on) on 127.0.0.1, Parquet written there by pyarrow's S3 filesystem, scored by
 //! `mlfusion query` into the bucket and read back by pyarrow.
 
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::fixtures::{BIN, assert_scored, failure, repo, sklearn_model, success, test_model};
+use crate::fixtures::{
+    BIN, ProcessGroup, assert_scored, failure, free_port, repo, sklearn_model, success, test_model,
+};
 
 const ROWS: i64 = 20_000;
 
-/// `moto_server` in a process group of its own, killed when dropped.
+/// `moto_server`, killed when dropped.
 struct S3Server {
-    child: Child,
+    _process: ProcessGroup,
     endpoint: String,
 }
 
 impl S3Server {
     fn start(dir: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let log = std::fs::File::create(dir.join("moto.log")).expect("log file");
-        let child = Command::new(Path::new(env!("PYO3_PYTHON")).with_file_name("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            // Requests after the first three (the fixture's IAM setup) must be signed
-            // with a key the server issued.
-            .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
-            .process_group(0)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("moto_server starts");
+        let port = free_port();
+        let process = ProcessGroup::spawn(
+            Command::new(Path::new(env!("PYO3_PYTHON")).with_file_name("moto_server"))
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                // Requests after the first three (the fixture's IAM setup) must be
+                // signed with a key the server issued.
+                .env("INITIAL_NO_AUTH_ACTION_COUNT", "3"),
+            &dir.join("moto.log"),
+        );
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -44,7 +39,7 @@ impl S3Server {
             std::thread::sleep(Duration::from_millis(100));
         }
         Self {
-            child,
+            _process: process,
             endpoint: format!("http://127.0.0.1:{port}"),
         }
     }
@@ -64,18 +59,6 @@ impl S3Server {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let group = i32::try_from(self.child.id()).expect("pid fits");
-        // SAFETY: kill(2) on our child's process group; no memory is involved.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::kill(-group, libc::SIGKILL);
-        }
-        let _ = self.child.wait();
     }
 }
 
