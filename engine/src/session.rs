@@ -17,7 +17,7 @@ use crate::args::SessionArgs;
 use crate::error::Result;
 use crate::model_functions::{ModelFunctionFactory, ModelsTable};
 use crate::progress;
-use crate::stores::{StoreError, Stores, enable_url_tables, is_url};
+use crate::stores::{StoreError, Stores, enable_url_tables, store_url};
 
 /// A session configured for scoring: file scans are not split and not round-robin
 /// repartitioned, so the rows of one file keep their order through a plain projection;
@@ -91,7 +91,7 @@ pub async fn register_table(ctx: &SessionContext, name: &str, path: &str) -> Res
             .await
     };
     match registered {
-        Err(e) if is_url(path) => Err(StoreError::reading(path, &e).into()),
+        Err(e) if store_url(path).is_some() => Err(StoreError::reading(path, &e).into()),
         other => Ok(other?),
     }
 }

@@ -13,10 +13,9 @@ use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
-use url::Url;
 
 use crate::error::{Error, Result};
-use crate::stores::is_url;
+use crate::stores::store_url;
 
 /// A staged output: its temporary location, and where it goes on success.
 #[derive(Debug)]
@@ -60,11 +59,7 @@ pub fn stage_copy(
     } else {
         ""
     };
-    let (output_url, staged) = if is_url(&copy.output_url) {
-        let mut url = Url::parse(&copy.output_url).map_err(|e| Error::Encode {
-            path: copy.output_url.clone().into(),
-            message: e.to_string(),
-        })?;
+    let (output_url, staged) = if let Some(mut url) = store_url(&copy.output_url) {
         let store = ctx.runtime_env().object_store_registry.get_store(&url)?;
         let target = PathBuf::from(url.path().trim_end_matches('/'));
         let staged = hidden_name(&target);
@@ -91,15 +86,10 @@ pub fn stage_copy(
             Staged::Local(staged),
         )
     };
-    let plan = LogicalPlan::Copy(CopyTo {
-        input: Arc::clone(&copy.input),
-        output_url,
-        partition_by: copy.partition_by.clone(),
-        file_type: Arc::clone(&copy.file_type),
-        options: copy.options.clone(),
-        output_schema: Arc::clone(&copy.output_schema),
-    });
-    Ok((plan, Some(staged)))
+    Ok((
+        LogicalPlan::Copy(CopyTo { output_url, ..copy }),
+        Some(staged),
+    ))
 }
 
 fn encode_error(url: &str, e: impl std::fmt::Display) -> Error {

@@ -98,7 +98,7 @@ struct UrlTables {
 impl UrlTableFactory for UrlTables {
     async fn try_new(&self, url: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         let table = self.inner.try_new(url).await?;
-        if table.is_some() || !is_url(url) {
+        if table.is_some() || store_url(url).is_none() {
             return Ok(table);
         }
         let session = self.inner.session_store().get_session().upgrade();
@@ -116,9 +116,11 @@ impl UrlTableFactory for UrlTables {
     }
 }
 
-/// Whether `location` names an object store rather than a local path.
-pub fn is_url(location: &str) -> bool {
-    Url::parse(location).is_ok_and(|u| u.scheme().len() > 1 && u.scheme() != "file")
+/// The URL of `location` when it names an object store rather than a local path.
+pub fn store_url(location: &str) -> Option<Url> {
+    Url::parse(location)
+        .ok()
+        .filter(|u| u.scheme().len() > 1 && u.scheme() != "file")
 }
 
 /// For `CREATE EXTERNAL TABLE` and `COPY` with store options (`aws.*`, `gcp.*`, `azure.*`,
@@ -135,14 +137,7 @@ pub fn with_store_options(ctx: &SessionContext, plan: LogicalPlan) -> Result<Log
         LogicalPlan::Copy(copy) => {
             let locations = std::slice::from_ref(&copy.output_url);
             let options = take_store_options(ctx, locations, copy.options.clone())?;
-            Ok(LogicalPlan::Copy(CopyTo {
-                input: copy.input,
-                output_url: copy.output_url,
-                partition_by: copy.partition_by,
-                file_type: copy.file_type,
-                options,
-                output_schema: copy.output_schema,
-            }))
+            Ok(LogicalPlan::Copy(CopyTo { options, ..copy }))
         }
         other => Ok(other),
     }
@@ -404,10 +399,10 @@ mod tests {
 
     #[test]
     fn urls_and_paths() {
-        assert!(is_url("s3://bucket/x.parquet"));
-        assert!(is_url("https://host/x.parquet"));
-        assert!(!is_url("data/x.parquet"));
-        assert!(!is_url("/abs/x.parquet"));
-        assert!(!is_url("file:///abs/x.parquet"));
+        assert!(store_url("s3://bucket/x.parquet").is_some());
+        assert!(store_url("https://host/x.parquet").is_some());
+        assert!(store_url("data/x.parquet").is_none());
+        assert!(store_url("/abs/x.parquet").is_none());
+        assert!(store_url("file:///abs/x.parquet").is_none());
     }
 }

@@ -10,7 +10,6 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{DFParser, Statement};
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
-use url::Url;
 
 use crate::args::{QueryArgs, split_assignment};
 use crate::error::{Error, Result};
@@ -21,7 +20,7 @@ use crate::progress;
 use crate::registration::{load_models, model_registrations};
 use crate::session::{execute, new_context, register_table};
 use crate::staging::stage_copy;
-use crate::stores::{is_url, with_store_options};
+use crate::stores::{store_url, with_store_options};
 
 /// Runs the statements; returns the text to print on stdout. Ctrl-C or SIGTERM cancels
 /// the run (an interactive session: the statement running), leaving no partial output.
@@ -132,27 +131,21 @@ impl Runner<'_> {
             stream = Box::pin(MemoryStream::try_new(counts, schema, None)?);
         }
         match (&self.args.output, last) {
-            (Some(path), true) if is_url(&path.to_string_lossy()) => {
-                let url = Url::parse(&path.to_string_lossy()).map_err(|e| Error::BadArgument {
-                    flag: "--output",
-                    value: path.display().to_string(),
-                    message: e.to_string(),
-                })?;
-                let store = self
-                    .ctx
-                    .runtime_env()
-                    .object_store_registry
-                    .get_store(&url)?;
-                let written = write_stream_to_store(stream, store, &url, self.args.format).await?;
-                Ok(Some(format!("wrote {} row(s) to {url}", written.rows)))
-            }
             (Some(path), true) => {
-                let written = write_stream(stream, path, self.args.format).await?;
-                Ok(Some(format!(
-                    "wrote {} row(s) to {}",
-                    written.rows,
-                    display_path(path).display()
-                )))
+                let (written, place) = match store_url(&path.to_string_lossy()) {
+                    Some(url) => {
+                        let registry = &self.ctx.runtime_env().object_store_registry;
+                        let store = registry.get_store(&url)?;
+                        let written =
+                            write_stream_to_store(stream, store, &url, self.args.format).await?;
+                        (written, url.to_string())
+                    }
+                    None => {
+                        let written = write_stream(stream, path, self.args.format).await?;
+                        (written, display_path(path).display().to_string())
+                    }
+                };
+                Ok(Some(format!("wrote {} row(s) to {place}", written.rows)))
             }
             _ if returns_rows => Ok(Some(
                 render(stream, self.args.format.unwrap_or(Format::Table)).await?,
