@@ -183,14 +183,20 @@ pub async fn write_stream_to_store(
             .write_all(&buffer.take())
             .await
             .map_err(|e| failed(e.to_string()))?;
-        upload.shutdown().await.map_err(|e| failed(e.to_string()))?;
         Ok::<_, Error>(written)
     }
     .await;
-    if written.is_err() {
-        let _ = upload.abort().await;
+    match written {
+        // Completes the upload; a failed completion leaves no object, nothing to abort.
+        Ok(written) => {
+            upload.shutdown().await.map_err(|e| failed(e.to_string()))?;
+            Ok(written)
+        }
+        Err(e) => {
+            let _ = upload.abort().await;
+            Err(e)
+        }
     }
-    written
 }
 
 /// Bytes an encoder has written, taken out batch by batch for an upload.

@@ -23,17 +23,31 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::dml::CopyTo;
 use datafusion::logical_expr::{CreateExternalTable, DdlStatement, LogicalPlan};
 use datafusion::prelude::SessionContext;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::http::HttpBuilder;
-use object_store::{ObjectStore, ObjectStoreScheme};
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreScheme, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+};
 use url::Url;
 
 use crate::error::{Error, Result};
 
 /// Option prefixes that configure a store rather than a table.
 const PREFIXES: [&str; 4] = ["aws.", "gcp.", "azure.", "http."];
+
+/// The longest object key sent to a store: S3's, GCS's and Azure's own maximum. Longer
+/// keys cannot exist there, and object_store's request signing panics on URIs over
+/// 64 KiB, so they fail before any request.
+const MAX_KEY: usize = 1024;
+
+/// The longest bucket (or host) name: DNS's maximum.
+const MAX_BUCKET: usize = 253;
 
 /// The largest AWS profile file read (they are a few lines).
 const MAX_PROFILE_FILE: u64 = 1 << 20;
@@ -220,6 +234,11 @@ impl From<StoreError> for Error {
 fn build(url: &Url, options: &[(String, String)]) -> Result<Arc<dyn ObjectStore>, StoreError> {
     let fail = |message: String| StoreError::new(url.as_str(), message);
     let (scheme, _) = ObjectStoreScheme::parse(url).map_err(|e| fail(e.to_string()))?;
+    if url.host_str().is_some_and(|h| h.len() > MAX_BUCKET) {
+        return Err(fail(format!(
+            "the bucket's name is longer than {MAX_BUCKET} bytes"
+        )));
+    }
     let option = |prefix: &'static str| {
         options
             .iter()
@@ -284,7 +303,129 @@ fn build(url: &Url, options: &[(String, String)]) -> Result<Arc<dyn ObjectStore>
         }
         other => return Err(fail(format!("{other:?} URLs are not supported"))),
     };
-    Ok(store)
+    Ok(Arc::new(KeyLimit(store)))
+}
+
+/// A store that refuses keys longer than [`MAX_KEY`] bytes with an error. (`get_ranges`
+/// is the trait's own: the cloud stores' too, through `get_opts`.)
+#[derive(Debug)]
+struct KeyLimit(Arc<dyn ObjectStore>);
+
+impl KeyLimit {
+    fn check(path: &ObjectPath) -> object_store::Result<()> {
+        let length = path.as_ref().len();
+        if length <= MAX_KEY {
+            return Ok(());
+        }
+        Err(object_store::Error::Generic {
+            store: "object store",
+            source: format!(
+                "the key is {length} bytes, longer than the stores' limit of {MAX_KEY}: {}...",
+                &path.as_ref()[..path.as_ref().floor_char_boundary(80)]
+            )
+            .into(),
+        })
+    }
+
+    fn check_prefix(prefix: Option<&ObjectPath>) -> object_store::Result<()> {
+        prefix.map_or(Ok(()), Self::check)
+    }
+}
+
+impl std::fmt::Display for KeyLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for KeyLimit {
+    async fn put_opts(
+        &self,
+        location: &ObjectPath,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        Self::check(location)?;
+        self.0.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &ObjectPath,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        Self::check(location)?;
+        self.0.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &ObjectPath,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        Self::check(location)?;
+        self.0.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<ObjectPath>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
+        let checked = locations.and_then(|path| async move { Self::check(&path).map(|()| path) });
+        self.0.delete_stream(checked.boxed())
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        match Self::check_prefix(prefix) {
+            Ok(()) => self.0.list(prefix),
+            Err(e) => futures::stream::once(async { Err(e) }).boxed(),
+        }
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&ObjectPath>,
+        offset: &ObjectPath,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        match Self::check_prefix(prefix).and(Self::check(offset)) {
+            Ok(()) => self.0.list_with_offset(prefix, offset),
+            Err(e) => futures::stream::once(async { Err(e) }).boxed(),
+        }
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> object_store::Result<ListResult> {
+        Self::check_prefix(prefix)?;
+        self.0.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &ObjectPath,
+        to: &ObjectPath,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        Self::check(from)?;
+        Self::check(to)?;
+        self.0.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(
+        &self,
+        from: &ObjectPath,
+        to: &ObjectPath,
+        options: RenameOptions,
+    ) -> object_store::Result<()> {
+        Self::check(from)?;
+        Self::check(to)?;
+        self.0.rename_opts(from, to, options).await
+    }
 }
 
 /// Fills what the environment left unset from the AWS profile files, as the AWS CLI
@@ -395,6 +536,26 @@ mod tests {
         );
         let ftp = Url::parse("ftp://host/x").expect("url");
         assert!(build(&ftp, &[]).is_err());
+    }
+
+    #[tokio::test]
+    async fn keys_longer_than_the_stores_limit_fail_before_any_request() {
+        use object_store::ObjectStoreExt;
+        let store = KeyLimit(Arc::new(object_store::memory::InMemory::new()));
+        let short = ObjectPath::from("a".repeat(MAX_KEY));
+        let long = ObjectPath::from("a".repeat(MAX_KEY + 1));
+        assert!(store.put(&short, "x".into()).await.is_ok());
+        let err = store.put(&long, "x".into()).await.expect_err("too long");
+        assert!(
+            err.to_string()
+                .contains("longer than the stores' limit of 1024"),
+            "{err}"
+        );
+        assert!(store.get(&long).await.is_err());
+        let listed: Vec<_> = store.list(Some(&long)).collect().await;
+        assert!(matches!(listed.as_slice(), [Err(_)]));
+        let url = Url::parse(&format!("s3://{}/x", "b".repeat(MAX_BUCKET + 1))).expect("url");
+        assert!(build(&url, &[]).is_err());
     }
 
     #[test]

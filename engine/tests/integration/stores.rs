@@ -251,6 +251,36 @@ fn scores_parquet_in_a_bucket_into_the_bucket() {
         err.contains("s3://scoring/features/") && err.contains("refused the credentials"),
         "{err}"
     );
+    // A refused upload: an error, not a panic, and no object.
+    let out = query(
+        dir.path(),
+        &wrong,
+        &[
+            "--output",
+            "s3://scoring/refused/out.parquet",
+            "SELECT 1 AS x",
+        ],
+    );
+    let err = failure(&out);
+    assert_eq!(out.status.code(), Some(1), "an error, not a panic: {err}");
+    assert!(err.contains("s3://scoring/refused/out.parquet"), "{err}");
+    assert_eq!(listed("scoring/refused"), "");
+    // A key longer than any store allows fails before a request, naming the limit.
+    let long = format!("s3://scoring/{}.parquet", "k".repeat(100_000));
+    let out = query(dir.path(), &env, &["--output", &long, "SELECT 1 AS x"]);
+    let err = failure(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an error, not a panic: {err:.300}"
+    );
+    assert!(
+        err.contains("longer than the stores' limit of 1024"),
+        "{err:.300}"
+    );
+    let sql = format!("SELECT count(*) FROM '{long}'");
+    let out = query(dir.path(), &env, &[sql.as_str()]);
+    assert_eq!(out.status.code(), Some(1), "an error, not a panic");
     let err = failure(&query(
         dir.path(),
         &env,
