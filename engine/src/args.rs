@@ -50,7 +50,10 @@ pub struct QueryArgs {
     pub params: Vec<String>,
     #[command(flatten)]
     pub load: LoadFlags,
-    /// Register a Parquet (or .csv) file, directory or glob as table NAME (repeatable).
+    /// Register a Parquet (or .csv) file, directory or glob as table NAME, local or in an
+    /// object store (s3://, gs://, az://, https://); a Delta table for delta:LOCATION
+    /// (@vN or @TIMESTAMP for an older version) or a location holding a _delta_log/
+    /// (repeatable).
     #[arg(long = "table", value_name = "NAME=PATH")]
     pub tables: Vec<String>,
     /// Run SQL statements (repeatable; before --file and SQL).
@@ -59,10 +62,14 @@ pub struct QueryArgs {
     /// Run the SQL statements of a file (repeatable).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// Write the last statement's result to FILE (.parquet, .csv, .json/.jsonl/.ndjson)
-    /// instead of printing results.
+    /// Write the last statement's result to FILE (.parquet, .csv, .json/.jsonl/.ndjson),
+    /// local or an object store URL, or to the Delta table delta:LOCATION, instead of
+    /// printing results.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// For --output delta:LOCATION, when the table exists: error, append or overwrite.
+    #[arg(long, value_name = "MODE", default_value = "error", value_parser = crate::delta::save_mode)]
+    pub output_mode: deltalake::protocol::SaveMode,
     /// How results are printed, or the --output format when its extension says nothing.
     #[arg(long, value_enum)]
     pub format: Option<Format>,

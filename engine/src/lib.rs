@@ -25,6 +25,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod delta;
 pub mod error;
 pub mod logger;
 pub mod model_functions;
@@ -34,6 +35,7 @@ pub mod registration;
 pub mod session;
 pub mod staging;
 pub mod stores;
+pub mod tables;
 
 use args::{Cli, Command};
 

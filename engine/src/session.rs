@@ -1,23 +1,24 @@
 //! A DataFusion session with models registered as functions and files as tables.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
-use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{SessionConfig, SessionContext};
 use mlfusion_udf::{ModelBatchesRule, ModelCallRewrites, ModelCallsOnce, ModelMetricsRule};
 
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream};
 
 use crate::args::SessionArgs;
+use crate::delta::{self, DeltaTables};
 use crate::error::Result;
 use crate::model_functions::{ModelFunctionFactory, ModelsTable};
 use crate::progress;
-use crate::stores::{StoreError, Stores, enable_url_tables, store_url};
+use crate::stores::Stores;
+use crate::tables::enable_url_tables;
 
 /// A session configured for scoring: file scans are not split and not round-robin
 /// repartitioned, so the rows of one file keep their order through a plain projection;
@@ -39,6 +40,7 @@ pub fn new_context(settings: &SessionArgs) -> Result<SessionContext> {
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
+        .with_table_factory(delta::FORMAT.into(), Arc::new(DeltaTables))
         .with_function_factory(Some(Arc::new(ModelFunctionFactory::new(
             settings.model_loader(),
         ))))
@@ -76,22 +78,4 @@ pub async fn execute(
         .await?;
     let stream = execute_stream(Arc::clone(&physical), ctx.task_ctx())?;
     Ok(progress::watch(&physical, stream, progress))
-}
-
-/// Registers a Parquet (default) or CSV file, directory or glob, local or in an object
-/// store (`s3://bucket/events/`), as table `name`.
-pub async fn register_table(ctx: &SessionContext, name: &str, path: &str) -> Result<()> {
-    let is_csv = Path::new(path)
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    let registered = if is_csv {
-        ctx.register_csv(name, path, CsvReadOptions::new()).await
-    } else {
-        ctx.register_parquet(name, path, ParquetReadOptions::default())
-            .await
-    };
-    match registered {
-        Err(e) if store_url(path).is_some() => Err(StoreError::reading(path, &e).into()),
-        other => Ok(other?),
-    }
 }

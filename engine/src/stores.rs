@@ -13,13 +13,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use datafusion::catalog::{DynamicFileCatalog, TableProvider, UrlTableFactory};
 use datafusion::common::{DataFusionError, Result as DfResult};
-use datafusion::datasource::dynamic_file::DynamicListTableFactory;
-use datafusion::datasource::listing::{ListingTableConfig, ListingTableConfigExt, ListingTableUrl};
-use datafusion::execution::SessionState;
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
-use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::dml::CopyTo;
 use datafusion::logical_expr::{CreateExternalTable, DdlStatement, LogicalPlan};
 use datafusion::prelude::SessionContext;
@@ -82,54 +77,6 @@ impl ObjectStoreRegistry for Stores {
     }
 }
 
-/// `SELECT ... FROM 'data/*.parquet'` and `FROM 's3://bucket/events/'`: DataFusion's URL
-/// tables, except that a URL of an object store that cannot be listed (no such bucket,
-/// denied, no files) fails with the store's error rather than as an unknown table.
-pub fn enable_url_tables(ctx: SessionContext) -> SessionContext {
-    let inner = DynamicListTableFactory::default();
-    let factory = Arc::new(UrlTables { inner });
-    let catalogs = Arc::new(DynamicFileCatalog::new(
-        Arc::clone(ctx.state().catalog_list()),
-        Arc::clone(&factory) as Arc<dyn UrlTableFactory>,
-    ));
-    let state = SessionStateBuilder::new_from_existing(ctx.state())
-        .with_catalog_list(catalogs)
-        .build();
-    let ctx = SessionContext::new_with_state(state);
-    factory
-        .inner
-        .session_store()
-        .with_state(ctx.state_weak_ref());
-    ctx
-}
-
-#[derive(Debug)]
-struct UrlTables {
-    inner: DynamicListTableFactory,
-}
-
-#[async_trait::async_trait]
-impl UrlTableFactory for UrlTables {
-    async fn try_new(&self, url: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        let table = self.inner.try_new(url).await?;
-        if table.is_some() || store_url(url).is_none() {
-            return Ok(table);
-        }
-        let session = self.inner.session_store().get_session().upgrade();
-        let state = session.and_then(|s| s.read().as_any().downcast_ref::<SessionState>().cloned());
-        let (Some(state), Ok(table_url)) = (state, ListingTableUrl::parse(url)) else {
-            return Ok(None);
-        };
-        match ListingTableConfig::new(table_url)
-            .infer_options(&state)
-            .await
-        {
-            Ok(_) => Ok(None),
-            Err(e) => Err(StoreError::reading(url, &e).into()),
-        }
-    }
-}
-
 /// The URL of `location` when it names an object store rather than a local path.
 pub fn store_url(location: &str) -> Option<Url> {
     Url::parse(location)
@@ -159,7 +106,7 @@ pub fn with_store_options(ctx: &SessionContext, plan: LogicalPlan) -> Result<Log
 
 /// Registers the stores of `locations` made with the store options among `options`;
 /// returns the others.
-fn take_store_options(
+pub(crate) fn take_store_options(
     ctx: &SessionContext,
     locations: &[String],
     options: HashMap<String, String>,
@@ -303,15 +250,47 @@ fn build(url: &Url, options: &[(String, String)]) -> Result<Arc<dyn ObjectStore>
         }
         other => return Err(fail(format!("{other:?} URLs are not supported"))),
     };
-    Ok(Arc::new(KeyLimit(store)))
+    Ok(Arc::new(KeyLimit {
+        inner: store,
+        on_put: None,
+    }))
 }
 
-/// A store that refuses keys longer than [`MAX_KEY`] bytes with an error. (`get_ranges`
-/// is the trait's own: the cloud stores' too, through `get_opts`.)
-#[derive(Debug)]
-struct KeyLimit(Arc<dyn ObjectStore>);
+/// What is told of each object a store starts writing, and may refuse it.
+type PutHook = Arc<dyn Fn(&ObjectPath) -> object_store::Result<()> + Send + Sync>;
+
+/// `store`, telling `hook` the location of each object it starts writing (a put or a
+/// multipart upload) before it is written; an error of `hook` refuses the write.
+pub(crate) fn on_put(
+    store: Arc<dyn ObjectStore>,
+    hook: impl Fn(&ObjectPath) -> object_store::Result<()> + Send + Sync + 'static,
+) -> Arc<dyn ObjectStore> {
+    Arc::new(KeyLimit {
+        inner: store,
+        on_put: Some(Arc::new(hook)),
+    })
+}
+
+/// A store that refuses keys longer than [`MAX_KEY`] bytes with an error, and tells its
+/// hook of what it writes. (`get_ranges` is the trait's own: the cloud stores' too,
+/// through `get_opts`.)
+struct KeyLimit {
+    inner: Arc<dyn ObjectStore>,
+    on_put: Option<PutHook>,
+}
+
+impl std::fmt::Debug for KeyLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("KeyLimit").field(&self.inner).finish()
+    }
+}
 
 impl KeyLimit {
+    fn check_put(&self, path: &ObjectPath) -> object_store::Result<()> {
+        Self::check(path)?;
+        self.on_put.as_ref().map_or(Ok(()), |hook| hook(path))
+    }
+
     fn check(path: &ObjectPath) -> object_store::Result<()> {
         let length = path.as_ref().len();
         if length <= MAX_KEY {
@@ -334,7 +313,7 @@ impl KeyLimit {
 
 impl std::fmt::Display for KeyLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        self.inner.fmt(f)
     }
 }
 
@@ -346,8 +325,8 @@ impl ObjectStore for KeyLimit {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
-        Self::check(location)?;
-        self.0.put_opts(location, payload, opts).await
+        self.check_put(location)?;
+        self.inner.put_opts(location, payload, opts).await
     }
 
     async fn put_multipart_opts(
@@ -355,8 +334,8 @@ impl ObjectStore for KeyLimit {
         location: &ObjectPath,
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        Self::check(location)?;
-        self.0.put_multipart_opts(location, opts).await
+        self.check_put(location)?;
+        self.inner.put_multipart_opts(location, opts).await
     }
 
     async fn get_opts(
@@ -365,7 +344,7 @@ impl ObjectStore for KeyLimit {
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
         Self::check(location)?;
-        self.0.get_opts(location, options).await
+        self.inner.get_opts(location, options).await
     }
 
     fn delete_stream(
@@ -373,7 +352,7 @@ impl ObjectStore for KeyLimit {
         locations: BoxStream<'static, object_store::Result<ObjectPath>>,
     ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
         let checked = locations.and_then(|path| async move { Self::check(&path).map(|()| path) });
-        self.0.delete_stream(checked.boxed())
+        self.inner.delete_stream(checked.boxed())
     }
 
     fn list(
@@ -381,7 +360,7 @@ impl ObjectStore for KeyLimit {
         prefix: Option<&ObjectPath>,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         match Self::check_prefix(prefix) {
-            Ok(()) => self.0.list(prefix),
+            Ok(()) => self.inner.list(prefix),
             Err(e) => futures::stream::once(async { Err(e) }).boxed(),
         }
     }
@@ -392,7 +371,7 @@ impl ObjectStore for KeyLimit {
         offset: &ObjectPath,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         match Self::check_prefix(prefix).and(Self::check(offset)) {
-            Ok(()) => self.0.list_with_offset(prefix, offset),
+            Ok(()) => self.inner.list_with_offset(prefix, offset),
             Err(e) => futures::stream::once(async { Err(e) }).boxed(),
         }
     }
@@ -402,7 +381,7 @@ impl ObjectStore for KeyLimit {
         prefix: Option<&ObjectPath>,
     ) -> object_store::Result<ListResult> {
         Self::check_prefix(prefix)?;
-        self.0.list_with_delimiter(prefix).await
+        self.inner.list_with_delimiter(prefix).await
     }
 
     async fn copy_opts(
@@ -413,7 +392,7 @@ impl ObjectStore for KeyLimit {
     ) -> object_store::Result<()> {
         Self::check(from)?;
         Self::check(to)?;
-        self.0.copy_opts(from, to, options).await
+        self.inner.copy_opts(from, to, options).await
     }
 
     async fn rename_opts(
@@ -424,7 +403,7 @@ impl ObjectStore for KeyLimit {
     ) -> object_store::Result<()> {
         Self::check(from)?;
         Self::check(to)?;
-        self.0.rename_opts(from, to, options).await
+        self.inner.rename_opts(from, to, options).await
     }
 }
 
@@ -541,7 +520,10 @@ mod tests {
     #[tokio::test]
     async fn keys_longer_than_the_stores_limit_fail_before_any_request() {
         use object_store::ObjectStoreExt;
-        let store = KeyLimit(Arc::new(object_store::memory::InMemory::new()));
+        let store = KeyLimit {
+            inner: Arc::new(object_store::memory::InMemory::new()),
+            on_put: None,
+        };
         let short = ObjectPath::from("a".repeat(MAX_KEY));
         let long = ObjectPath::from("a".repeat(MAX_KEY + 1));
         assert!(store.put(&short, "x".into()).await.is_ok());

@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::output::{Format, display_path, render, write_stream};
 use crate::progress;
 use crate::registration::{ModelRegistration, load_models};
-use crate::session::{execute, new_context, register_table};
+use crate::session::{execute, new_context};
+use crate::tables::register_table;
 
 /// The bundled model: (path inside the model directory, contents).
 const MODEL_FILES: [(&str, &str); 4] = [

@@ -12,15 +12,17 @@ use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 
 use crate::args::{QueryArgs, split_assignment};
+use crate::delta::{self, DeltaWrite};
 use crate::error::{Error, Result};
 use crate::output::{
     Format, display_path, print_result, render, write_stream, write_stream_to_store,
 };
 use crate::progress;
 use crate::registration::{load_models, model_registrations};
-use crate::session::{execute, new_context, register_table};
+use crate::session::{execute, new_context};
 use crate::staging::stage_copy;
 use crate::stores::{store_url, with_store_options};
+use crate::tables::register_table;
 
 /// Runs the statements; returns the text to print on stdout. Ctrl-C or SIGTERM cancels
 /// the run (an interactive session: the statement running), leaving no partial output.
@@ -118,8 +120,19 @@ impl Runner<'_> {
     /// Runs one statement; returns its printed result, if it has one. The `last`
     /// statement's result goes to `--output` when one is given.
     async fn run(&self, statement: Statement, last: bool) -> Result<Option<String>> {
+        if let Statement::CopyTo(copy) = &statement
+            && let Some((write, input)) = DeltaWrite::from_copy(&self.ctx, copy).await?
+        {
+            let stream = execute(&self.ctx, input, self.progress).await?;
+            let written = write.write(&self.ctx, stream).await?;
+            let counts = delta::count_batch(written.rows)?;
+            let format = self.args.format.unwrap_or(Format::Table);
+            let stream = MemoryStream::try_new(vec![counts.clone()], counts.schema(), None)?;
+            return Ok(Some(render(Box::pin(stream), format).await?));
+        }
         let plan = self.ctx.state().statement_to_plan(statement).await?;
         let plan = with_store_options(&self.ctx, plan)?;
+        delta::refuse_parquet_over_delta(&self.ctx, &plan).await?;
         let returns_rows = !plan.schema().fields().is_empty();
         let (plan, staged) = stage_copy(&self.ctx, plan)?;
         let mut stream = execute(&self.ctx, plan, self.progress).await?;
@@ -132,7 +145,22 @@ impl Runner<'_> {
         }
         match (&self.args.output, last) {
             (Some(path), true) => {
-                let (written, place) = match store_url(&path.to_string_lossy()) {
+                let target = path.to_string_lossy();
+                if let Some(location) = target.strip_prefix(delta::PREFIX) {
+                    let write = DeltaWrite {
+                        location: location.to_owned(),
+                        mode: self.args.output_mode,
+                        schema_mode: None,
+                        partition_by: Vec::new(),
+                        target_file_size: None,
+                    };
+                    let written = write.write(&self.ctx, stream).await?;
+                    return Ok(Some(format!(
+                        "wrote {} row(s) to {target} (version {})",
+                        written.rows, written.version
+                    )));
+                }
+                let (written, place) = match store_url(&target) {
                     Some(url) => {
                         let registry = &self.ctx.runtime_env().object_store_registry;
                         let store = registry.get_store(&url)?;

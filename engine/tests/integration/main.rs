@@ -2,6 +2,7 @@
 //! loader-module models), real Parquet files, the real embedded interpreter.
 
 mod cli;
+mod delta;
 mod envs;
 mod fixtures;
 mod hostile;

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use crate::delta::{assert_delta_scored, delta_fixture, feature_ids, read_delta};
 use crate::fixtures::{
     BIN, ProcessGroup, assert_scored, failure, free_port, repo, sklearn_model, success, test_model,
 };
@@ -297,6 +298,125 @@ fn scores_parquet_in_a_bucket_into_the_bucket() {
     ));
     assert!(
         err.contains("s3://scoring/nothing-here/") && err.contains("no files at this location"),
+        "{err}"
+    );
+}
+
+#[test]
+fn scores_a_delta_table_in_a_bucket_into_another() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = S3Server::start(dir.path());
+    let keys = server.fixture(&["setup", "10"]);
+    let (key, secret) = keys.trim().split_once(' ').expect("key and secret");
+    let env = [
+        ("AWS_ACCESS_KEY_ID", key),
+        ("AWS_SECRET_ACCESS_KEY", secret),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", server.endpoint.as_str()),
+    ];
+    // Four versions by the deltalake package: partitions, a schema change, a deletion.
+    let rows = 4_000;
+    delta_fixture(
+        &env,
+        &["features", "s3://scoring/lake/features", &rows.to_string()],
+    );
+    let model = format!("m={}", sklearn_model(dir.path()));
+    let score = |env: &[(&str, &str)], extra: &[&str]| {
+        let base = ["--model", &model, "--result-type", "m=double"];
+        query(dir.path(), env, &[&base[..], extra].concat())
+    };
+    let select = "SELECT id, m(f0, f1, f2) AS p FROM features ORDER BY id";
+    let out = score(
+        &env,
+        &[
+            "--table",
+            "features=s3://scoring/lake/features",
+            "--output",
+            "delta:s3://scoring/lake/scored",
+            select,
+        ],
+    );
+    let printed = success(&out);
+    assert!(
+        printed.contains("to delta:s3://scoring/lake/scored (version 0)"),
+        "{printed}"
+    );
+    let theirs = read_delta(&env, "s3://scoring/lake/scored");
+    assert_delta_scored(&theirs, &feature_ids(rows));
+    assert_eq!(theirs["operations"], serde_json::json!(["WRITE"]));
+
+    // COPY appends to it, with the table's store options and time travel in SQL.
+    let create = format!(
+        "CREATE EXTERNAL TABLE features STORED AS DELTATABLE LOCATION 's3://scoring/lake/features' OPTIONS ('version' '1', 'aws.access_key_id' '{key}', 'aws.secret_access_key' '{secret}', 'aws.region' 'us-east-1', 'aws.endpoint' '{}')",
+        server.endpoint
+    );
+    let copy = "COPY (SELECT id, m(f0, f1, f2) AS p FROM features WHERE id >= 3990) TO 's3://scoring/lake/scored' STORED AS DELTATABLE OPTIONS ('mode' 'append')";
+    success(&score(&env, &["-c", &create, "-c", copy]));
+    let theirs = read_delta(&env, "s3://scoring/lake/scored");
+    assert_eq!(theirs["version"], 1);
+    let mut ids = feature_ids(rows);
+    ids.extend(3990..rows);
+    ids.sort_unstable();
+    assert_delta_scored(&theirs, &ids);
+
+    let count = query(
+        dir.path(),
+        &env,
+        &[
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM 's3://scoring/lake/scored'",
+        ],
+    );
+    assert_eq!(success(&count).trim(), format!("n\n{}", rows + 99 + 10));
+
+    // A failed write leaves the table as it was, and no data file of its own.
+    let before = server.fixture(&["list", key, secret, "scoring/lake/scored"]);
+    let raiser = format!("r={}", test_model("raiser"));
+    let failing = "COPY (SELECT value AS id, r(CASE WHEN value = 19999 THEN -1.0 ELSE CAST(value AS DOUBLE) END) AS p FROM generate_series(0, 19999)) TO 's3://scoring/lake/scored' STORED AS DELTATABLE OPTIONS ('mode' 'append', 'target_file_size' '1KB')";
+    let err = failure(&query(
+        dir.path(),
+        &env,
+        &[
+            "--workers",
+            "1",
+            "--batch-size",
+            "1000",
+            "--model",
+            &raiser,
+            "-c",
+            failing,
+        ],
+    ));
+    assert!(err.contains("model 'r'"), "{err}");
+    assert_eq!(
+        server.fixture(&["list", key, secret, "scoring/lake/scored"]),
+        before
+    );
+
+    // Refused credentials and a missing bucket name the URL and the cause.
+    let mut wrong = env;
+    wrong[1].1 = "not-the-secret";
+    let err = failure(&query(
+        dir.path(),
+        &wrong,
+        &["--table", "t=delta:s3://scoring/lake/features", "SELECT 1"],
+    ));
+    assert!(
+        err.contains("s3://scoring/lake/features") && err.contains("hint: the store refused"),
+        "{err}"
+    );
+    let err = failure(&query(
+        dir.path(),
+        &env,
+        &[
+            "--table",
+            "t=delta:s3://no-such-bucket/features",
+            "SELECT 1",
+        ],
+    ));
+    assert!(
+        err.contains("s3://no-such-bucket/features") && err.contains("the bucket does not exist"),
         "{err}"
     );
 }

@@ -118,6 +118,18 @@ fn progress_bar_reaches_100_percent_on_a_terminal_only() {
     );
     assert!(screen.contains("scored 300000 rows"), "{screen}");
 
+    // Over a Delta table, the rows to expect come from its log: the bar has a length
+    // (the template with a percentage is chosen only when the length is known at the
+    // start).
+    let table = dir.path().join("delta").display().to_string();
+    crate::delta::delta_fixture(&[], &["features", &table, "1000"]);
+    let adder = format!("a={}", test_model("adder"));
+    let output = dir.path().join("out.parquet").display().to_string();
+    let query = ["query", "--model", &adder, "--output", &output];
+    let sql = format!("SELECT a(f0) FROM '{table}'");
+    let screen = on_terminal(dir.path(), &[&query[..], &[&sql]].concat(), &[]);
+    assert!(screen.contains("100% 1,099/1,099 rows"), "{screen}");
+
     let quiet = [&demo[..], &["--quiet"]].concat();
     let screen = on_terminal(dir.path(), &quiet, &[]);
     assert!(screen.contains("scored 300000 rows"), "{screen}");
