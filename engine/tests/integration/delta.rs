@@ -4,33 +4,22 @@
 //! that package. Tables in a bucket are in `stores.rs`.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use arrow::array::AsArray;
 use arrow::datatypes::{Float64Type, Int64Type};
 use serde_json::Value;
 
 use crate::fixtures::{
-    BIN, failure, features, mlfusion, read_parquet, repo, sklearn_model, success, test_model,
+    BIN, failure, failure_naming, features, mlfusion, python_fixture, read_parquet, repo,
+    signal_after_calls, sklearn_model, success, test_model,
 };
 
 const ROWS: i64 = 4_000;
 
 /// `testdata/delta_fixture.py ARGS` with `env`; its stdout.
 pub(crate) fn delta_fixture(env: &[(&str, &str)], args: &[&str]) -> String {
-    let out = Command::new(env!("PYO3_PYTHON"))
-        .arg(repo().join("testdata/delta_fixture.py"))
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "delta_fixture.py {args:?}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    python_fixture("delta_fixture.py", args, env)
 }
 
 /// The table at `location` as the `deltalake` package reads it.
@@ -143,23 +132,24 @@ fn reads_delta_tables_of_an_independent_writer() {
         at("@2999-01-01T00:00:00Z"),
         format!("n,seven\n{},0", ROWS + 99)
     );
-    let err = failure(&mlfusion(&[
-        "query",
-        "--table",
-        &format!("t=delta:{location}@v9"),
-        "SELECT 1",
-    ]));
-    assert!(
-        err.contains(&location) && err.contains("there is no version 9: the latest is 3"),
-        "{err}"
+    failure_naming(
+        &mlfusion(&[
+            "query",
+            "--table",
+            &format!("t=delta:{location}@v9"),
+            "SELECT 1",
+        ]),
+        &[&location, "there is no version 9: the latest is 3"],
     );
-    let err = failure(&mlfusion(&[
-        "query",
-        "--table",
-        &format!("t=delta:{location}@2000-01-01T00:00:00Z"),
-        "SELECT 1",
-    ]));
-    assert!(err.contains("no version is as old as"), "{err}");
+    failure_naming(
+        &mlfusion(&[
+            "query",
+            "--table",
+            &format!("t=delta:{location}@2000-01-01T00:00:00Z"),
+            "SELECT 1",
+        ]),
+        &["no version is as old as"],
+    );
 
     // Partition pruning and file skipping: EXPLAIN ANALYZE names the files read and
     // their bytes; a filter on the partition column reads that partition's files alone.
@@ -186,18 +176,19 @@ fn reads_delta_tables_of_an_independent_writer() {
 
     // Reading a Delta table's directory as Parquet files would read removed versions too.
     let as_parquet = format!("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '{location}/'");
-    let err = failure(&mlfusion(&["query", "-c", &as_parquet, "SELECT 1"]));
-    assert!(
-        err.contains("it is a Delta table") && err.contains("hint: STORED AS DELTATABLE"),
-        "{err}"
+    failure_naming(
+        &mlfusion(&["query", "-c", &as_parquet, "SELECT 1"]),
+        &["it is a Delta table", "hint: STORED AS DELTATABLE"],
     );
-    let err = failure(&mlfusion(&[
-        "query",
-        "--table",
-        &format!("t=delta:{}", dir.path().display()),
-        "SELECT 1",
-    ]));
-    assert!(err.contains("there is no Delta table here"), "{err}");
+    failure_naming(
+        &mlfusion(&[
+            "query",
+            "--table",
+            &format!("t=delta:{}", dir.path().display()),
+            "SELECT 1",
+        ]),
+        &["there is no Delta table here"],
+    );
 }
 
 #[test]
@@ -274,13 +265,12 @@ fn writes_delta_tables_that_the_deltalake_package_reads() {
     assert_delta_scored(&theirs, &feature_ids(ROWS));
 
     // The table exists: an error by default, then append and overwrite.
-    let err = failure(&score(
-        &["--table", &table, "--output", &format!("delta:{target}")],
-        select,
-    ));
-    assert!(
-        err.contains(&target) && err.contains("hint: --output-mode append"),
-        "{err}"
+    failure_naming(
+        &score(
+            &["--table", &table, "--output", &format!("delta:{target}")],
+            select,
+        ),
+        &[&target, "hint: --output-mode append"],
     );
     let append = ["--table", &table, "--output", &format!("delta:{target}")];
     success(&score(
@@ -326,18 +316,20 @@ fn writes_delta_tables_that_the_deltalake_package_reads() {
             .any(|f| f.starts_with("region=eu/")),
         "partitioned by region"
     );
-    let err = failure(&score(
-        &[
-            "--table",
-            &table,
-            "-c",
-            &format!(
-                "COPY (SELECT 1 AS x) TO '{copied}' STORED AS DELTATABLE OPTIONS ('mode' 'sometimes')"
-            ),
-        ],
-        "",
-    ));
-    assert!(err.contains("hint: error, append or overwrite"), "{err}");
+    failure_naming(
+        &score(
+            &[
+                "--table",
+                &table,
+                "-c",
+                &format!(
+                    "COPY (SELECT 1 AS x) TO '{copied}' STORED AS DELTATABLE OPTIONS ('mode' 'sometimes')"
+                ),
+            ],
+            "",
+        ),
+        &["hint: error, append or overwrite"],
+    );
 }
 
 #[test]
@@ -382,8 +374,7 @@ fn a_delta_write_that_fails_or_is_cancelled_leaves_no_version_and_no_files() {
     success(&run(&copy("error", false)));
     let before = files(&target);
     assert!(before.len() > 2, "1 KB files: {before:?}");
-    let err = failure(&run(&copy("append", true)));
-    assert!(err.contains("model 'r'"), "{err}");
+    failure_naming(&run(&copy("append", true)), &["model 'r'"]);
     assert_eq!(files(&target), before, "a failed append left files behind");
     assert_eq!(read_delta(&[], &location)["version"], 0);
 
@@ -392,31 +383,14 @@ fn a_delta_write_that_fails_or_is_cancelled_leaves_no_version_and_no_files() {
     let sql = format!(
         "COPY (SELECT value AS id, c(CAST(value AS DOUBLE))['twice'] AS p FROM generate_series(0, 199999)) TO '{location}' STORED AS DELTATABLE OPTIONS ('mode' 'append', 'target_file_size' '1KB')"
     );
-    let mut child = Command::new(BIN)
-        .env("MLFUSION_TEST_PREDICT_LOG", &log)
+    let mut command = Command::new(BIN);
+    command
         .env("MLFUSION_TEST_PREDICT_SLEEP", "0.3")
         .args(["query", "--workers", "1", "--batch-size", "2000"])
         .args(["--model", &format!("c={}", test_model("counter"))])
-        .args(["--result-type", "c=twice double, next double", "-c", &sql])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .count()
-        < 6
-    {
-        assert!(Instant::now() < deadline, "the model never ran");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // SAFETY: kill(2) on our own child.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    assert_eq!(child.wait().expect("exits").code(), Some(143));
+        .args(["--result-type", "c=twice double, next double", "-c", &sql]);
+    let code = signal_after_calls(&mut command, &log, 6, libc::SIGTERM);
+    assert_eq!(code, Some(143));
     assert_eq!(
         files(&target),
         before,

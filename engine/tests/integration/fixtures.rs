@@ -47,6 +47,65 @@ pub(crate) fn failure(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// stderr of a run that must fail, naming each of `needles`.
+pub(crate) fn failure_naming(out: &Output, needles: &[&str]) -> String {
+    let err = failure(out);
+    for needle in needles {
+        assert!(err.contains(needle), "no '{needle}' in:\n{err}");
+    }
+    err
+}
+
+/// `python testdata/SCRIPT ARGS` (the venv's) with `env` added; its stdout.
+pub(crate) fn python_fixture(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::new(env!("PYO3_PYTHON"))
+        .arg(repo().join("testdata").join(script))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{script} {args:?}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Starts `command` (a query of a test model that logs its calls to `log`, see
+/// `MLFUSION_TEST_PREDICT_LOG`), sends it `signal` once the model was called `calls`
+/// times, and returns its exit code.
+pub(crate) fn signal_after_calls(
+    command: &mut Command,
+    log: &Path,
+    calls: usize,
+    signal: i32,
+) -> Option<i32> {
+    let _ = std::fs::remove_file(log);
+    let mut child = command
+        .env("MLFUSION_TEST_PREDICT_LOG", log)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let called = || {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    while called() < calls {
+        assert!(std::time::Instant::now() < deadline, "the model never ran");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // SAFETY: kill(2) on our own child.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, signal);
+    }
+    child.wait().expect("exits").code()
+}
+
 /// stdout of a run that must succeed.
 pub(crate) fn success(out: &Output) -> String {
     assert!(

@@ -3,13 +3,15 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use arrow::array::AsArray;
 use arrow::datatypes::Float64Type;
 
-use crate::fixtures::{BIN, failure, mlfusion, read_parquet, success, test_model, write_features};
+use crate::fixtures::{
+    BIN, failure, mlfusion, read_parquet, signal_after_calls, success, test_model, write_features,
+};
 
 /// `array<` × n, then `double`, then `>` × n.
 fn nested(n: usize) -> String {
@@ -180,7 +182,7 @@ fn a_query_cancelled_by_a_signal_leaves_no_output() {
     let dir = tempfile::tempdir().expect("tempdir");
     write_features(&dir.path().join("features.parquet"), 200_000);
     let log = dir.path().join("calls.log");
-    for (signal, output, code) in [
+    for (signal, output, code_wanted) in [
         (libc::SIGINT, "out.parquet", 130),
         (libc::SIGTERM, "out.csv", 143),
         (libc::SIGTERM, "copy", 143),
@@ -192,7 +194,6 @@ fn a_query_cancelled_by_a_signal_leaves_no_output() {
         );
         let mut command = Command::new(BIN);
         command
-            .env("MLFUSION_TEST_PREDICT_LOG", &log)
             .env("MLFUSION_TEST_PREDICT_SLEEP", "0.5")
             .args(["query", "--workers", "1", "--batch-size", "10000"])
             .args(["--model", &format!("c={}", test_model("counter"))])
@@ -207,26 +208,9 @@ fn a_query_cancelled_by_a_signal_leaves_no_output() {
                 .args(["--output", &target.display().to_string()])
                 .arg(sql);
         }
-        let _ = std::fs::remove_file(&log);
-        let mut child = command.stderr(Stdio::null()).spawn().expect("spawn");
         // Once the model has scored a few batches, output is half written.
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .count()
-            < 3
-        {
-            assert!(Instant::now() < deadline, "{output}: the model never ran");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // SAFETY: kill(2) on our own child.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::kill(child.id() as i32, signal);
-        }
-        let status = child.wait().expect("exits");
-        assert_eq!(status.code(), Some(code), "{output}");
+        let code = signal_after_calls(&mut command, &log, 3, signal);
+        assert_eq!(code, Some(code_wanted), "{output}");
         assert!(!target.exists(), "{output} was left behind");
         assert_eq!(staged_files(dir.path()), Vec::<String>::new(), "{output}");
     }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::delta::{assert_delta_scored, delta_fixture, feature_ids, read_delta};
 use crate::fixtures::{
-    BIN, ProcessGroup, assert_scored, failure, free_port, repo, sklearn_model, success, test_model,
+    BIN, ProcessGroup, assert_scored, failure, failure_naming, free_port, python_fixture,
+    sklearn_model, success, test_model,
 };
 
 const ROWS: i64 = 20_000;
@@ -47,19 +48,8 @@ impl S3Server {
 
     /// `testdata/s3_fixture.py COMMAND ENDPOINT ARGS`; its stdout.
     fn fixture(&self, args: &[&str]) -> String {
-        let out = Command::new(env!("PYO3_PYTHON"))
-            .arg(repo().join("testdata/s3_fixture.py"))
-            .arg(args[0])
-            .arg(&self.endpoint)
-            .args(&args[1..])
-            .output()
-            .expect("python runs");
-        assert!(
-            out.status.success(),
-            "s3_fixture.py {args:?}:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let args = [&args[..1], &[self.endpoint.as_str()], &args[1..]].concat();
+        python_fixture("s3_fixture.py", &args, &[])
     }
 }
 
@@ -157,19 +147,15 @@ fn scores_parquet_in_a_bucket_into_the_bucket() {
     let failing = "SELECT r(CASE WHEN id = 19999 THEN -1.0 ELSE CAST(id AS DOUBLE) END) AS p FROM 's3://scoring/features/'";
     let copy = format!("COPY ({failing}) TO 's3://scoring/failed/copy.parquet'");
     let common = ["--workers", "1", "--batch-size", "1000", "--model", &raiser];
-    let err = failure(&query(
-        dir.path(),
-        &env,
-        &[&common[..], &["-c", &copy]].concat(),
-    ));
-    assert!(err.contains("model 'r'"), "{err}");
+    failure_naming(
+        &query(dir.path(), &env, &[&common[..], &["-c", &copy]].concat()),
+        &["model 'r'"],
+    );
     let output = ["--output", "s3://scoring/failed/output.parquet", failing];
-    let err = failure(&query(
-        dir.path(),
-        &env,
-        &[&common[..], &output[..]].concat(),
-    ));
-    assert!(err.contains("model 'r'"), "{err}");
+    failure_naming(
+        &query(dir.path(), &env, &[&common[..], &output[..]].concat()),
+        &["model 'r'"],
+    );
     assert_eq!(
         listed("scoring/failed"),
         "",
@@ -233,24 +219,24 @@ fn scores_parquet_in_a_bucket_into_the_bucket() {
     // Refused credentials and a missing bucket name the URL and the likely cause.
     let mut wrong = env;
     wrong[1].1 = "not-the-secret";
-    let err = failure(&query(
-        dir.path(),
-        &wrong,
-        &["SELECT count(*) FROM 's3://scoring/features/'"],
-    ));
-    assert!(
-        err.contains("s3://scoring/features/")
-            && err.contains("hint: the store refused the credentials"),
-        "{err}"
+    failure_naming(
+        &query(
+            dir.path(),
+            &wrong,
+            &["SELECT count(*) FROM 's3://scoring/features/'"],
+        ),
+        &[
+            "s3://scoring/features/",
+            "hint: the store refused the credentials",
+        ],
     );
-    let err = failure(&query(
-        dir.path(),
-        &wrong,
-        &["--table", "t=s3://scoring/features/", "SELECT 1"],
-    ));
-    assert!(
-        err.contains("s3://scoring/features/") && err.contains("refused the credentials"),
-        "{err}"
+    failure_naming(
+        &query(
+            dir.path(),
+            &wrong,
+            &["--table", "t=s3://scoring/features/", "SELECT 1"],
+        ),
+        &["s3://scoring/features/", "refused the credentials"],
     );
     // A refused upload: an error, not a panic, and no object.
     let out = query(
@@ -262,9 +248,8 @@ fn scores_parquet_in_a_bucket_into_the_bucket() {
             "SELECT 1 AS x",
         ],
     );
-    let err = failure(&out);
+    let err = failure_naming(&out, &["s3://scoring/refused/out.parquet"]);
     assert_eq!(out.status.code(), Some(1), "an error, not a panic: {err}");
-    assert!(err.contains("s3://scoring/refused/out.parquet"), "{err}");
     assert_eq!(listed("scoring/refused"), "");
     // A key longer than any store allows fails before a request, naming the limit.
     let long = format!("s3://scoring/{}.parquet", "k".repeat(100_000));
@@ -282,23 +267,21 @@ fn scores_parquet_in_a_bucket_into_the_bucket() {
     let sql = format!("SELECT count(*) FROM '{long}'");
     let out = query(dir.path(), &env, &[sql.as_str()]);
     assert_eq!(out.status.code(), Some(1), "an error, not a panic");
-    let err = failure(&query(
-        dir.path(),
-        &env,
-        &["SELECT count(*) FROM 's3://no-such-bucket/features/'"],
-    ));
-    assert!(
-        err.contains("s3://no-such-bucket/features/") && err.contains("the bucket does not exist"),
-        "{err}"
+    failure_naming(
+        &query(
+            dir.path(),
+            &env,
+            &["SELECT count(*) FROM 's3://no-such-bucket/features/'"],
+        ),
+        &["s3://no-such-bucket/features/", "the bucket does not exist"],
     );
-    let err = failure(&query(
-        dir.path(),
-        &env,
-        &["SELECT count(*) FROM 's3://scoring/nothing-here/'"],
-    ));
-    assert!(
-        err.contains("s3://scoring/nothing-here/") && err.contains("no files at this location"),
-        "{err}"
+    failure_naming(
+        &query(
+            dir.path(),
+            &env,
+            &["SELECT count(*) FROM 's3://scoring/nothing-here/'"],
+        ),
+        &["s3://scoring/nothing-here/", "no files at this location"],
     );
 }
 
@@ -374,21 +357,23 @@ fn scores_a_delta_table_in_a_bucket_into_another() {
     let before = server.fixture(&["list", key, secret, "scoring/lake/scored"]);
     let raiser = format!("r={}", test_model("raiser"));
     let failing = "COPY (SELECT value AS id, r(CASE WHEN value = 19999 THEN -1.0 ELSE CAST(value AS DOUBLE) END) AS p FROM generate_series(0, 19999)) TO 's3://scoring/lake/scored' STORED AS DELTATABLE OPTIONS ('mode' 'append', 'target_file_size' '1KB')";
-    let err = failure(&query(
-        dir.path(),
-        &env,
-        &[
-            "--workers",
-            "1",
-            "--batch-size",
-            "1000",
-            "--model",
-            &raiser,
-            "-c",
-            failing,
-        ],
-    ));
-    assert!(err.contains("model 'r'"), "{err}");
+    failure_naming(
+        &query(
+            dir.path(),
+            &env,
+            &[
+                "--workers",
+                "1",
+                "--batch-size",
+                "1000",
+                "--model",
+                &raiser,
+                "-c",
+                failing,
+            ],
+        ),
+        &["model 'r'"],
+    );
     assert_eq!(
         server.fixture(&["list", key, secret, "scoring/lake/scored"]),
         before
@@ -397,26 +382,24 @@ fn scores_a_delta_table_in_a_bucket_into_another() {
     // Refused credentials and a missing bucket name the URL and the cause.
     let mut wrong = env;
     wrong[1].1 = "not-the-secret";
-    let err = failure(&query(
-        dir.path(),
-        &wrong,
-        &["--table", "t=delta:s3://scoring/lake/features", "SELECT 1"],
-    ));
-    assert!(
-        err.contains("s3://scoring/lake/features") && err.contains("hint: the store refused"),
-        "{err}"
+    failure_naming(
+        &query(
+            dir.path(),
+            &wrong,
+            &["--table", "t=delta:s3://scoring/lake/features", "SELECT 1"],
+        ),
+        &["s3://scoring/lake/features", "hint: the store refused"],
     );
-    let err = failure(&query(
-        dir.path(),
-        &env,
-        &[
-            "--table",
-            "t=delta:s3://no-such-bucket/features",
-            "SELECT 1",
-        ],
-    ));
-    assert!(
-        err.contains("s3://no-such-bucket/features") && err.contains("the bucket does not exist"),
-        "{err}"
+    failure_naming(
+        &query(
+            dir.path(),
+            &env,
+            &[
+                "--table",
+                "t=delta:s3://no-such-bucket/features",
+                "SELECT 1",
+            ],
+        ),
+        &["s3://no-such-bucket/features", "the bucket does not exist"],
     );
 }
