@@ -413,7 +413,8 @@ impl TableProviderFactory for DeltaTables {
     }
 }
 
-fn into_df(e: Error) -> DataFusionError {
+/// `e` as the DataFusion error it wraps, if it wraps one.
+pub(crate) fn into_df(e: Error) -> DataFusionError {
     match e {
         Error::DataFusion(e) => e,
         other => DataFusionError::External(Box::new(other)),

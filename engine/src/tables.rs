@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::catalog::{DynamicFileCatalog, TableProvider, UrlTableFactory};
-use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::common::Result as DfResult;
 use datafusion::datasource::dynamic_file::DynamicListTableFactory;
 use datafusion::datasource::listing::{ListingTableConfig, ListingTableConfigExt, ListingTableUrl};
 use datafusion::execution::SessionState;
@@ -84,7 +84,7 @@ impl UrlTableFactory for UrlTables {
             return delta::open(state, &DeltaSource::latest(url))
                 .await
                 .map(Some)
-                .map_err(|e| DataFusionError::External(Box::new(e)));
+                .map_err(delta::into_df);
         }
         let table = self.inner.try_new(url).await?;
         if table.is_some() || store_url(url).is_none() {
