@@ -49,6 +49,9 @@ pub fn run(cli: Cli) -> error::Result<String> {
         source,
     })?;
     logger::install();
+    // Two rustls crypto providers are linked (ring, and aws-lc-rs through delta-rs), so
+    // neither is the default: TLS (serve's, HTTPS to stores) would panic without one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     mlfusion_udf::start_python(cli.venv.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
