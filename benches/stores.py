@@ -4,15 +4,16 @@ local files: Parquet and Delta, with and without the model.
     .venv/bin/python benches/stores.py --bin target/release/mlfusion [--rows N] [--repeat 3]
 
 Starts `moto_server` (the S3-compatible server of the object store tests) on 127.0.0.1,
-uploads the benchmark's Parquet file (see generate.py) into a bucket, writes the same rows
-as a Delta table there and locally (the `deltalake` package), then runs each path as its
-own `mlfusion query` process, interleaved, `--repeat` times:
+splits the benchmark's Parquet file (see generate.py) into files of 131,072 rows, uploads
+them into a bucket, writes the same rows as a Delta table there and locally (the
+`deltalake` package), then runs each path as its own `mlfusion query` process,
+interleaved, `--repeat` times:
 
 - scan: `SELECT count(*), sum(f0 + 0), ...` over the 16 features (no model)
 - linear: `SELECT sum(m(f0, ..., f15))` with bench.py's linear model, `--workers <cores>`
 
 Prints, per path, the median end-to-end and steady-state (the statement alone) rows/s,
-their ratio to the same job on the local Parquet file, and the peak resident memory of
+their ratio to the same job on the local Parquet files, and the peak resident memory of
 the mlfusion process tree; then the load average and the commit.
 """
 
@@ -34,6 +35,10 @@ import generate  # noqa: E402
 import train  # noqa: E402
 
 BUCKET = "bench"
+# moto keeps each object whole and reads all of it for every range request: objects of
+# lake-sized parts keep that cost per request small (one 900 MB object would be read
+# whole for each of its row groups).
+FILE_ROWS = 131_072
 
 
 def free_port() -> int:
@@ -57,9 +62,22 @@ def start_moto(venv_bin: str) -> tuple[subprocess.Popen, str]:
             time.sleep(0.2)
 
 
-def fill_bucket(endpoint: str, data: str, local_delta: str) -> None:
-    """The Parquet file into the bucket as is; the same rows as Delta tables there and
-    locally (files of about 128 MiB)."""
+def split(data: str, directory: str) -> None:
+    """The benchmark file as a directory of Parquet files of FILE_ROWS rows each (a lake's
+    layout: Spark writes ~128 MB part files; these are ~23 MB)."""
+    import pyarrow.dataset as ds
+
+    if os.path.exists(directory):
+        return
+    ds.write_dataset(ds.dataset(data), directory + ".tmp", format="parquet",
+                     basename_template="part-{i}.parquet", max_rows_per_file=FILE_ROWS,
+                     max_rows_per_group=131_072, min_rows_per_group=131_072)
+    os.rename(directory + ".tmp", directory)
+
+
+def fill_bucket(endpoint: str, files: str, local_delta: str) -> None:
+    """The Parquet files into the bucket as they are; the same rows as Delta tables there
+    and locally, in files of about the same size."""
     import boto3
     import deltalake
     import pyarrow as pa
@@ -68,17 +86,17 @@ def fill_bucket(endpoint: str, data: str, local_delta: str) -> None:
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                       aws_access_key_id="bench", aws_secret_access_key="bench")
     s3.create_bucket(Bucket=BUCKET)
-    s3.upload_file(data, BUCKET, "parquet/data.parquet")
+    for name in sorted(os.listdir(files)):
+        s3.upload_file(os.path.join(files, name), BUCKET, f"parquet/{name}")
     options = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
                "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1",
                "AWS_ALLOW_HTTP": "true", "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
     for location, storage in ((f"s3://{BUCKET}/delta", options), (local_delta, None)):
         if storage is None and os.path.exists(local_delta):
             continue
-        dataset = ds.dataset(data)
+        dataset = ds.dataset(files)
         reader = pa.RecordBatchReader.from_batches(dataset.schema, dataset.to_batches(batch_size=131_072))
-        deltalake.write_deltalake(location, reader, storage_options=storage,
-                                  target_file_size=128 << 20)
+        deltalake.write_deltalake(location, reader, storage_options=storage, target_file_size=24 << 20)
 
 
 def run_path(cfg, table: str, model: bool) -> dict:
@@ -114,14 +132,16 @@ def main() -> None:
         os.rename(data + ".tmp", data)
     if not os.path.exists(os.path.join(models, "linear", "MLmodel")):
         train.train(data, models)
+    files = os.path.abspath(os.path.join(args.work, f"parquet-{args.rows}"))
+    split(data, files)
     local_delta = os.path.abspath(os.path.join(args.work, f"delta-{args.rows}"))
     server, endpoint = start_moto(os.path.dirname(sys.executable))
     cfg = argparse.Namespace(bin=os.path.abspath(args.bin), models=models, endpoint=endpoint,
                              cores=len(os.sched_getaffinity(0)))
     try:
         print(f"filling the bucket at {endpoint}", file=sys.stderr, flush=True)
-        fill_bucket(endpoint, data, local_delta)
-        tables = {"local Parquet": data, "S3 Parquet": f"s3://{BUCKET}/parquet/",
+        fill_bucket(endpoint, files, local_delta)
+        tables = {"local Parquet": files, "S3 Parquet": f"s3://{BUCKET}/parquet/",
                   "local Delta": local_delta, "S3 Delta": f"s3://{BUCKET}/delta"}
         runs: dict[tuple[str, str], list[dict]] = {}
         sampler = bench.Sampler([])

@@ -22,15 +22,21 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::{DateTime, Utc};
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::config::ConfigOptions;
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SessionState, TaskContext};
 use datafusion::logical_expr::{
     CreateExternalTable, DdlStatement, LogicalPlan, LogicalPlanBuilder,
 };
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{CopyToSource, CopyToStatement};
 use datafusion::sql::sqlparser::ast::Value;
@@ -381,6 +387,62 @@ async fn version_error(
         }
     }
     DeltaError::from_delta("read", &source.location, error)
+}
+
+/// Spreads the files of a scan that come in one group (a Delta table's do) over the
+/// session's partitions, whole files each, as a listing table's are: the files are read
+/// in parallel, and the rows of each keep their order (what the session keeps by not
+/// splitting files). Before DataFusion's rules, which plan for the partitions it makes.
+#[derive(Debug, Default)]
+pub struct SpreadFiles;
+
+impl PhysicalOptimizerRule for SpreadFiles {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        config: &ConfigOptions,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let partitions = config.execution.target_partitions;
+        if partitions < 2 {
+            return Ok(plan);
+        }
+        plan.transform_up(|node| {
+            let Some(exec) = node.downcast_ref::<DataSourceExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            let Some(scan) = exec.data_source().downcast_ref::<FileScanConfig>() else {
+                return Ok(Transformed::no(node));
+            };
+            let declared = match &scan.output_partitioning {
+                None => true,
+                Some(Partitioning::UnknownPartitioning(_)) => false,
+                Some(_) => return Ok(Transformed::no(node)),
+            };
+            let [group] = scan.file_groups.as_slice() else {
+                return Ok(Transformed::no(node));
+            };
+            if group.len() < 2 || !scan.output_ordering.is_empty() {
+                return Ok(Transformed::no(node));
+            }
+            let mut spread = scan.clone();
+            spread.file_groups = group.clone().split_files(partitions);
+            if !declared {
+                let count = spread.file_groups.len();
+                spread.output_partitioning = Some(Partitioning::UnknownPartitioning(count));
+            }
+            let exec = exec.clone().with_data_source(Arc::new(spread));
+            Ok(Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>))
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "spread_files"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
 }
 
 /// `CREATE EXTERNAL TABLE t STORED AS DELTATABLE LOCATION '...'` (with `OPTIONS

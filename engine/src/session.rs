@@ -13,7 +13,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream};
 
 use crate::args::SessionArgs;
-use crate::delta::{self, DeltaTables};
+use crate::delta::{self, DeltaTables, SpreadFiles};
 use crate::error::Result;
 use crate::model_functions::{ModelFunctionFactory, ModelsTable};
 use crate::progress;
@@ -54,12 +54,15 @@ pub fn new_context(settings: &SessionArgs) -> Result<SessionContext> {
     Ok(ctx)
 }
 
-/// DataFusion's physical optimizer rules, after [`ModelMetricsRule`].
+/// DataFusion's physical optimizer rules, after [`SpreadFiles`] and [`ModelMetricsRule`].
 fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     // First: with its coalescing input, a projection calling a model is not absorbed
     // into a Parquet scan (which would call the model on the scan's own batches).
-    let mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> =
-        vec![Arc::new(ModelBatchesRule), Arc::new(ModelMetricsRule)];
+    let mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> = vec![
+        Arc::new(SpreadFiles),
+        Arc::new(ModelBatchesRule),
+        Arc::new(ModelMetricsRule),
+    ];
     rules.extend(PhysicalOptimizer::new().rules);
     rules
 }

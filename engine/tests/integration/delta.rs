@@ -169,6 +169,15 @@ fn reads_delta_tables_of_an_independent_writer() {
         &format!("t={location}"),
         &format!("EXPLAIN ANALYZE SELECT sum(f0) FROM t WHERE id >= {ROWS}"),
     ]);
+    // Its files are read by two partitions at once, whole files each.
+    let spread = csv(&[
+        "--target-partitions",
+        "2",
+        "--table",
+        &format!("t={location}"),
+        "EXPLAIN SELECT sum(f0) FROM t",
+    ]);
+    assert!(spread.contains("file_groups={2 groups"), "{spread}");
     assert!(
         plan.contains("count_files_scanned=2"),
         "only the version-2 files:\n{plan}"
