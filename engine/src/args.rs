@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use mlfusion_udf::{EnvCache, EnvManager, ModelLoader, ModelStore, WorkerLimits};
+use mlfusion_udf::{EnvCache, EnvManager, ModelLoader, ModelStore, WorkerLimits, WorkerStart};
 
 use crate::error::Error;
 use crate::output::Format;
@@ -225,12 +225,34 @@ pub struct LimitArgs {
     /// How deeply array<>, map<> and struct<> may nest in a result type [default: 64].
     #[arg(long, value_name = "N")]
     pub max_type_depth: Option<usize>,
+    /// How worker processes start: `fork` them from a template process that loaded the
+    /// model once (the default; a model whose load starts threads is started instead), or
+    /// `spawn` each as its own Python that loads the model.
+    #[arg(
+        long,
+        value_enum,
+        env = "MLFUSION_WORKER_START",
+        default_value = "fork"
+    )]
+    pub worker_start: WorkerStartArg,
+}
+
+/// `--worker-start`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkerStartArg {
+    #[default]
+    Fork,
+    Spawn,
 }
 
 impl LimitArgs {
     /// The limits of each worker process.
     pub fn worker_limits(&self) -> WorkerLimits {
         WorkerLimits {
+            start: match self.worker_start {
+                WorkerStartArg::Fork => WorkerStart::Fork,
+                WorkerStartArg::Spawn => WorkerStart::Spawn,
+            },
             predict_timeout: self.predict_timeout,
             max_calls: self.worker_max_calls,
             max_rss: self.worker_max_rss,

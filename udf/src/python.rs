@@ -11,7 +11,8 @@
 //! - [`model`]: [`PyModel`], a loaded model, and its [`Scorer`]s, one per [`Binding`]
 //!   (result type and params).
 //! - [`workers`]: [`WorkerPool`], Python worker processes (`worker.py`) scoring a model
-//!   on every core, within [`WorkerLimits`].
+//!   on every core, within [`WorkerLimits`]; [`template`]: the process they are forked
+//!   from, which loads the model once.
 //! - [`store`]: [`ModelStore`], model URIs (paths, `runs:/`, `models:/`, ...) resolved to
 //!   directories, downloads cached; [`loader`]: [`ModelLoader`], a URI to a loaded model.
 //! - [`environments`]: [`EnvCache`], per-model envs built by uv from the model's
@@ -26,6 +27,7 @@ pub mod loader;
 pub mod metrics;
 pub mod model;
 pub mod store;
+pub mod template;
 pub mod workers;
 
 pub use environments::{EnvCache, EnvEntry, EnvManager, ModelEnv};
@@ -34,4 +36,4 @@ pub use loader::ModelLoader;
 pub use metrics::ModelMetrics;
 pub use model::{Binding, LoadOptions, PyModel, Scorer};
 pub use store::{ModelStore, ResolvedUri};
-pub use workers::{WorkerLimits, WorkerPool};
+pub use workers::{WorkerLimits, WorkerPool, WorkerStart};

@@ -13,8 +13,10 @@
 //! large, is replaced between batches, failing nothing.
 
 use std::io::{BufReader, BufWriter, Cursor, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
@@ -28,6 +30,7 @@ use serde_json::{Value, json};
 use crate::error::{Error, Result};
 use crate::pyfunc::enforce::{InputFrame, Label};
 use crate::python::exception::reported_error;
+use crate::python::template::{Started, Template};
 
 /// The worker program: the bridge, then the request loop.
 const WORKER_SOURCE: &str = concat!(include_str!("bridge.py"), include_str!("worker.py"));
@@ -69,9 +72,12 @@ pub(crate) struct WorkerPython {
     pub(crate) env: Vec<(String, String)>,
 }
 
-/// Bounds on each worker of a pool; all off by default (as in `spark_udf`).
+/// How the workers of a pool start, and bounds on each; the bounds are off by default
+/// (as in `spark_udf`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WorkerLimits {
+    /// How workers start (`--worker-start`).
+    pub start: WorkerStart,
     /// A predict running longer fails its batch; the worker is killed and replaced
     /// (`--predict-timeout`).
     pub predict_timeout: Option<Duration>,
@@ -80,6 +86,18 @@ pub struct WorkerLimits {
     /// A worker whose resident memory exceeds this many bytes after a call is replaced
     /// (`--worker-max-rss`).
     pub max_rss: Option<u64>,
+}
+
+/// How a pool's workers start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum WorkerStart {
+    /// Forked from a template process that loaded the model once (see
+    /// [`template`](crate::python::template)); each on its own where the template cannot
+    /// fork safely (threads running after the load).
+    #[default]
+    Fork,
+    /// Each worker starts Python and loads the model itself.
+    Spawn,
 }
 
 /// Worker processes serving one model.
@@ -91,6 +109,8 @@ pub struct WorkerPool {
     load: Value,
     size: usize,
     limits: WorkerLimits,
+    /// The process new workers are forked from, while it can fork them.
+    template: Mutex<Option<Arc<Template>>>,
     state: Mutex<PoolState>,
     returned: Condvar,
 }
@@ -127,9 +147,13 @@ impl WorkerPool {
             load,
             size,
             limits,
+            template: Mutex::new(None),
             state: Mutex::new(PoolState::default()),
             returned: Condvar::new(),
         };
+        if limits.start == WorkerStart::Fork {
+            pool.start_template()?;
+        }
         let mut starting = Vec::with_capacity(size);
         for _ in 0..size {
             starting.push(pool.spawn()?);
@@ -143,9 +167,45 @@ impl WorkerPool {
         Ok(pool)
     }
 
+    /// Starts the template process; a model that cannot load fails here, as it would in
+    /// a worker. A template that cannot fork leaves the workers to start on their own.
+    fn start_template(&self) -> Result<()> {
+        let mut command = self.command(&["--template"]);
+        // pyarrow's allocator keeps a purging thread unless told not to; without it the
+        // template is one thread and may fork.
+        if std::env::var_os("JE_ARROW_MALLOC_CONF").is_none() {
+            command.env("JE_ARROW_MALLOC_CONF", "background_thread:false");
+        }
+        if std::env::var_os("ARROW_DEFAULT_MEMORY_POOL").is_none() {
+            command.env("ARROW_DEFAULT_MEMORY_POOL", "jemalloc");
+        }
+        let started = Template::start(command, &self.load).map_err(|e| {
+            self.error(format!(
+                "cannot start its template process with {}: {e}",
+                self.python.path.display()
+            ))
+        })?;
+        match started {
+            Ok(Started::Ready(template)) => {
+                *self.template.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(template));
+            }
+            Ok(Started::Threaded(threads)) => log::info!(
+                "model '{}': its template process runs {} threads once the model is loaded, so it cannot fork workers safely; each worker loads the model itself",
+                self.model,
+                threads.map_or_else(|| "uncounted".into(), |n| n.to_string())
+            ),
+            Err(header) => {
+                return Err(python_error(&self.model, &header).unwrap_or_else(|| {
+                    self.error("its template process failed to load it".into())
+                }));
+            }
+        }
+        Ok(())
+    }
+
     /// Process ids of the live idle workers (for tests and diagnostics).
     pub fn idle_pids(&self) -> Vec<u32> {
-        self.lock().idle.iter().map(|w| w.child.id()).collect()
+        self.lock().idle.iter().map(|w| w.process.id()).collect()
     }
 
     /// Scores `frame` on an idle worker with the scorer configuration `config` (the
@@ -163,7 +223,7 @@ impl WorkerPool {
         let watchdog = self
             .limits
             .predict_timeout
-            .map(|timeout| Watchdog::start(worker.child.id(), timeout));
+            .map(|timeout| Watchdog::start(worker.process.id(), timeout));
         let exchanged = worker.exchange(&header, &body);
         let timed_out = watchdog.is_some_and(Watchdog::stop);
         match exchanged {
@@ -186,12 +246,12 @@ impl WorkerPool {
                         "predict on a batch of {} rows ran longer than {} s (--predict-timeout); its worker process {} was killed and is replaced",
                         frame.num_rows,
                         limit.as_secs_f64(),
-                        worker.child.id(),
+                        worker.process.id(),
                     ))
                 } else {
                     self.error(format!(
                         "its worker process {} {exit} while scoring a batch of {} rows",
-                        worker.child.id(),
+                        worker.process.id(),
                         frame.num_rows
                     ))
                 };
@@ -300,9 +360,9 @@ impl WorkerPool {
     fn checkin(&self, mut worker: Worker) {
         let limits = &self.limits;
         let retire = limits.max_calls.is_some_and(|max| worker.calls >= max)
-            || limits
-                .max_rss
-                .is_some_and(|max| resident_bytes(worker.child.id()).is_some_and(|rss| rss > max));
+            || limits.max_rss.is_some_and(|max| {
+                resident_bytes(worker.process.id()).is_some_and(|rss| rss > max)
+            });
         let mut state = self.lock();
         if retire {
             state.live -= 1;
@@ -320,7 +380,8 @@ impl WorkerPool {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn spawn(&self) -> Result<Worker> {
+    /// The worker program's command in the pool's Python and environment, with `args`.
+    fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.python.path);
         if let Some(prefix) = &self.python.pycache {
             command
@@ -333,11 +394,37 @@ impl WorkerPool {
             command.env("OMP_NUM_THREADS", "1");
         }
         command.envs(self.python.env.iter().map(|(k, v)| (k, v)));
-        let mut child = command
+        command
             .arg("-c")
             .arg(BOOTSTRAP)
             .arg(WORKER_SOURCE)
-            .arg(std::process::id().to_string())
+            .args(args)
+            .arg(std::process::id().to_string());
+        command
+    }
+
+    /// A new worker: forked from the template when there is one, else started (and
+    /// loading the model itself; its load is awaited by [`WorkerPool::await_load`]).
+    fn spawn(&self) -> Result<Worker> {
+        let template = self
+            .template
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(template) = template {
+            match template.fork() {
+                Ok((pid, stream)) => return self.forked(pid, stream, template),
+                Err(why) => {
+                    log::warn!(
+                        "model '{}': cannot fork a worker ({why}); workers start on their own from now on",
+                        self.model
+                    );
+                    *self.template.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
+            }
+        }
+        let mut child = self
+            .command(&[])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -353,9 +440,9 @@ impl WorkerPool {
         };
         let mut worker = Worker {
             calls: 0,
-            child,
-            requests: BufWriter::with_capacity(1 << 20, stdin),
-            answers: BufReader::with_capacity(1 << 20, stdout),
+            process: Process::Started(child),
+            requests: BufWriter::with_capacity(1 << 20, Box::new(stdin)),
+            answers: BufReader::with_capacity(1 << 20, Box::new(stdout)),
         };
         if write_message(&mut worker.requests, &self.load, &[]).is_err() {
             let exit = worker.end();
@@ -364,7 +451,23 @@ impl WorkerPool {
         Ok(worker)
     }
 
+    /// A worker forked from `template` (the model loaded already), answering on `stream`.
+    fn forked(&self, pid: u32, stream: UnixStream, template: Arc<Template>) -> Result<Worker> {
+        let reader = stream
+            .try_clone()
+            .map_err(|e| self.error(format!("cannot use the socket of worker {pid}: {e}")))?;
+        Ok(Worker {
+            calls: 0,
+            process: Process::Forked(pid, template),
+            requests: BufWriter::with_capacity(1 << 20, Box::new(stream)),
+            answers: BufReader::with_capacity(1 << 20, Box::new(reader)),
+        })
+    }
+
     fn await_load(&self, mut worker: Worker) -> Result<Worker> {
+        if matches!(worker.process, Process::Forked(..)) {
+            return Ok(worker); // loaded by its template
+        }
         match read_message(&mut worker.answers) {
             Ok((header, _)) => match python_error(&self.model, &header) {
                 None => Ok(worker),
@@ -407,14 +510,60 @@ fn python_error(model: &str, header: &Value) -> Option<Error> {
     ))
 }
 
-/// A running worker and its pipes.
-#[derive(Debug)]
+/// A running worker and its channel (pipes to a started worker, a socket to a forked one).
 struct Worker {
     /// Calls answered.
     calls: u64,
-    child: Child,
-    requests: BufWriter<ChildStdin>,
-    answers: BufReader<ChildStdout>,
+    process: Process,
+    requests: BufWriter<Box<dyn Write + Send>>,
+    answers: BufReader<Box<dyn Read + Send>>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("pid", &self.process.id())
+            .finish()
+    }
+}
+
+/// A worker's process: a child of the engine, or of the pool's template.
+enum Process {
+    Started(Child),
+    Forked(u32, Arc<Template>),
+}
+
+impl Process {
+    fn id(&self) -> u32 {
+        match self {
+            Process::Started(child) => child.id(),
+            Process::Forked(pid, _) => *pid,
+        }
+    }
+
+    /// Kills the process if it still runs and says how it ended.
+    fn end(&mut self) -> String {
+        match self {
+            Process::Started(child) => {
+                let _ = child.kill();
+                match child.wait() {
+                    Ok(status) => describe_exit(status.code(), status.signal()),
+                    Err(e) => format!("ended (cannot wait for it: {e})"),
+                }
+            }
+            Process::Forked(pid, template) => {
+                // Not once it has ended: its pid may be another process's by now.
+                if template.exit_code(*pid, Duration::ZERO).is_none() {
+                    kill(*pid);
+                }
+                match template.exit_code(*pid, REAP_TIMEOUT) {
+                    Some(code) if code < 0 => describe_exit(None, Some(-code)),
+                    Some(code) => describe_exit(Some(code), None),
+                    None => "ended (its template process did not say how)".into(),
+                }
+            }
+        }
+    }
 }
 
 impl Worker {
@@ -425,19 +574,24 @@ impl Worker {
 
     /// Kills the process if it still runs and says how it ended.
     fn end(&mut self) -> String {
-        let _ = self.child.kill();
-        match self.child.wait() {
-            Ok(status) => describe_exit(status),
-            Err(e) => format!("ended (cannot wait for it: {e})"),
-        }
+        self.process.end()
     }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        match &mut self.process {
+            Process::Started(child) => {
+                if let Ok(None) = child.try_wait() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+            Process::Forked(pid, template) => {
+                if template.exit_code(*pid, Duration::ZERO).is_none() {
+                    kill(*pid);
+                }
+            }
         }
     }
 }
@@ -495,9 +649,12 @@ fn resident_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
-fn describe_exit(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
+/// How long the end of a killed forked worker may take to be reported by its template.
+const REAP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a process ended, from its exit code or the signal that ended it.
+fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
         (Some(code), _) => format!("exited with status {code}"),
         (None, Some(9)) => {
             "was killed (signal 9, SIGKILL, as the out-of-memory killer does)".into()
@@ -508,7 +665,11 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
     }
 }
 
-fn write_message(w: &mut impl Write, header: &Value, body: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_message(
+    w: &mut impl Write,
+    header: &Value,
+    body: &[u8],
+) -> std::io::Result<()> {
     let header = serde_json::to_vec(header)?;
     w.write_all(&(header.len() as u32).to_le_bytes())?;
     w.write_all(&header)?;
@@ -517,7 +678,7 @@ fn write_message(w: &mut impl Write, header: &Value, body: &[u8]) -> std::io::Re
     w.flush()
 }
 
-fn read_message(r: &mut impl Read) -> std::io::Result<(Value, Vec<u8>)> {
+pub(crate) fn read_message(r: &mut impl Read) -> std::io::Result<(Value, Vec<u8>)> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len)?;
     let mut header = vec![0u8; u32::from_le_bytes(len) as usize];
