@@ -21,8 +21,8 @@ use arrow_flight::{
 };
 use base64::Engine as _;
 use base64::prelude::BASE64_STANDARD;
-use futures::StreamExt;
 use futures::stream::{self, BoxStream};
+use futures::{StreamExt, TryStreamExt};
 use mlfusion_udf::Scorer;
 use mlfusion_udf::pyfunc::enforce::build_input;
 use mlfusion_udf::python::interpreter::linked_version;
@@ -68,6 +68,14 @@ impl Default for Limits {
         }
     }
 }
+
+/// Batches of one stream scored at once: the next is decoded and scored while the last
+/// answer is encoded and sent (memory: this many batches per stream).
+const IN_FLIGHT: usize = 2;
+
+/// The rows a client should send in one batch: a model call's fixed cost (frames,
+/// `predict` dispatch) is spread over this many rows (`mlfusion query`'s batch size).
+pub const BATCH_ROWS: usize = 65_536;
 
 /// How long a stopping server waits for connections to close once it has ended their
 /// streams.
@@ -289,6 +297,7 @@ fn describe(served: &ServedModel) -> serde_json::Value {
         "required_inputs": inputs.map(|i| i.required_count()),
         "input_count": inputs.map(|i| i.len()),
         "env": model.env().map_or("local", |e| e.key()),
+        "batch_rows": BATCH_ROWS,
         "python": model
             .env()
             .map_or_else(linked_version, |e| e.python_version().to_owned()),
@@ -488,8 +497,8 @@ impl FlightService for ModelFlightService {
         })?;
         let command = Command::parse(&descriptor.cmd)?;
         let (served, scorer) = self.bind(&command).await?;
-        // One answer in the channel at a time: the next input is read only when the
-        // client has taken the previous answer, so memory is bounded per stream.
+        // One answer in the channel at a time and IN_FLIGHT batches being scored: input
+        // is read only as answers are taken, so memory is bounded per stream.
         let (answers, out) = mpsc::channel(1);
         let exchange = Exchange {
             served,
@@ -560,48 +569,57 @@ impl Exchange {
         }
     }
 
-    async fn answer(
-        &self,
-        first: FlightData,
-        mut input: Streaming<FlightData>,
-    ) -> Result<(), Status> {
+    async fn answer(&self, first: FlightData, input: Streaming<FlightData>) -> Result<(), Status> {
         let schema = result_schema(&self.scorer);
         let (mut encoder, schema_message) = Encoder::new(&schema);
         self.send(schema_message).await?;
-        let mut decoder = Decoder::default();
-        let mut next = Some(first);
-        loop {
-            let Some(data) = next.take() else {
-                match tokio::time::timeout(self.idle_timeout, input.message()).await {
-                    Err(_) => return Err(idle(self.idle_timeout)),
-                    Ok(Ok(Some(data))) => next = Some(data),
-                    Ok(Ok(None)) => return Ok(()),
-                    Ok(Err(status)) => return Err(status),
+        let idle_timeout = self.idle_timeout;
+        let batches = stream::try_unfold(
+            (Some(first), input, Decoder::default()),
+            move |(mut next, mut input, mut decoder)| async move {
+                loop {
+                    let data = match next.take() {
+                        Some(data) => data,
+                        None => match tokio::time::timeout(idle_timeout, input.message()).await {
+                            Err(_) => return Err(idle(idle_timeout)),
+                            Ok(Ok(Some(data))) => data,
+                            Ok(Ok(None)) => return Ok(None),
+                            Ok(Err(status)) => return Err(status),
+                        },
+                    };
+                    // pyarrow sends the descriptor alone, then the schema; metadata-only
+                    // messages (empty header) carry no data either way.
+                    if data.data_header.is_empty() {
+                        continue;
+                    }
+                    if let Some(batch) = decoder.decode(&data)? {
+                        return Ok(Some((batch, (None, input, decoder))));
+                    }
                 }
-                continue;
-            };
-            // pyarrow sends the descriptor alone, then the schema; metadata-only
-            // messages (empty header) carry no data either way.
-            if data.data_header.is_empty() {
-                continue;
-            }
-            let Some(batch) = decoder.decode(&data)? else {
-                continue;
-            };
-            let (served, scorer, out) = (
-                Arc::clone(&self.served),
-                Arc::clone(&self.scorer),
-                Arc::clone(&schema),
-            );
-            let call = self.call;
-            let prediction =
+            },
+        );
+        // Batches are scored IN_FLIGHT at a time (the next is decoded and scored while
+        // the last answer is encoded and sent), and answered in their order.
+        let (served, scorer, call) = (&self.served, &self.scorer, self.call);
+        let predictions = batches
+            .map_ok(|batch| {
+                let (served, scorer, out) =
+                    (Arc::clone(served), Arc::clone(scorer), Arc::clone(&schema));
                 tokio::task::spawn_blocking(move || score(&served, &scorer, &out, call, batch))
+            })
+            .map(|scoring| async move {
+                scoring?
                     .await
-                    .map_err(|e| Status::internal(e.to_string()))??;
-            for message in encoder.encode(&prediction)? {
+                    .map_err(|e| Status::internal(e.to_string()))?
+            })
+            .buffered(IN_FLIGHT);
+        let mut predictions = std::pin::pin!(predictions);
+        while let Some(prediction) = predictions.next().await {
+            for message in encoder.encode(&prediction?)? {
                 self.send(message).await?;
             }
         }
+        Ok(())
     }
 
     /// Hands one message to the client, waiting at most the idle timeout for it to

@@ -11,7 +11,7 @@ use arrow_flight::error::FlightError;
 use arrow_flight::{Action, FlightClient, FlightDescriptor};
 use futures::TryStreamExt;
 use mlfusion_flight::{ServedModels, serve};
-use mlfusion_udf::PyModel;
+use mlfusion_udf::{LoadOptions, MlModel, PyModel, WorkerLimits};
 use tokio::net::TcpListener;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -157,6 +157,78 @@ async fn every_input_batch_gets_one_result_batch_of_its_rows_in_order() {
     let result = out[0].column(0).as_struct();
     assert_eq!(result.column_names(), ["label", "score"]);
     assert_eq!(result.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_scored_side_by_side_are_answered_in_order() {
+    // Two workers; odd batches are slow: the server scores two batches of a stream at
+    // once, and the even one ends first, yet each answer follows its batch.
+    mlfusion_udf::start_python(None).expect("python");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("calls.log");
+    let options = LoadOptions {
+        extra_env: [(
+            "MLFUSION_TEST_PREDICT_LOG".to_owned(),
+            log.display().to_string(),
+        )]
+        .into(),
+        ..LoadOptions::default()
+    };
+    let models = tokio::task::spawn_blocking(move || {
+        let mlmodel = MlModel::from_path(Path::new(&test_model("sleeper"))).expect("MLmodel");
+        let model = PyModel::from_mlmodel(
+            "sleeper",
+            mlmodel,
+            2,
+            WorkerLimits::default(),
+            None,
+            &options,
+        )
+        .expect("model loads");
+        let mut models = ServedModels::default();
+        models.insert(model, None).expect("binds");
+        models
+    })
+    .await
+    .expect("loading");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = format!("http://{}", listener.local_addr().expect("addr"));
+    let access = mlfusion_flight::Access::default();
+    tokio::spawn(serve(models, listener, access, std::future::pending()));
+    let mut client = client(&addr, None).await;
+    let sizes = [3, 2, 5, 4, 7, 6, 1, 8];
+    let out = exchange(
+        &mut client,
+        r#"{"model": "sleeper"}"#,
+        batches(&sizes, None),
+    )
+    .await
+    .expect("exchange");
+    assert_eq!(
+        out.iter().map(RecordBatch::num_rows).collect::<Vec<_>>(),
+        sizes
+    );
+    let values: Vec<f64> = out
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Float64Type>().values().to_vec())
+        .collect();
+    let expected: Vec<f64> = (0..values.len()).map(|i| i as f64).collect();
+    assert_eq!(values, expected, "every row once, in order");
+    // Some two calls of the one stream overlapped in time.
+    let calls: Vec<(f64, f64)> = std::fs::read_to_string(&log)
+        .expect("log")
+        .lines()
+        .map(|l| {
+            let (a, b) = l.split_once(' ').expect("start end");
+            (a.parse().expect("start"), b.parse().expect("end"))
+        })
+        .collect();
+    assert_eq!(calls.len(), sizes.len());
+    let overlapping = calls
+        .iter()
+        .enumerate()
+        .any(|(i, a)| calls[i + 1..].iter().any(|b| a.0 < b.1 && b.0 < a.1));
+    assert!(overlapping, "no two batches were scored at once: {calls:?}");
 }
 
 fn labeler_input() -> RecordBatch {

@@ -253,3 +253,50 @@ def test_a_slow_reader_holds_server_memory_down(start_server):
         writer.close()
     assert total == rows
     assert server.peak_rss_mib() < 400, server.peak_rss_mib()
+
+
+def test_a_stream_keeps_several_batches_in_flight(start_server):
+    """The client writes ahead of the answers (the server scores two batches of a stream
+    at once; odd batches of the sleeper model are slow), and every answer still has its
+    batch's rows, in order."""
+    server = start_server(f"--model=sleeper={MODELS / 'sleeper'}", "--workers", "2")
+    sizes = [3, 2, 5, 4, 7, 6, 1, 8] * 3
+    bounds = np.cumsum([0] + sizes)
+    pulled = []
+
+    def batches():
+        for lo, hi in zip(bounds, bounds[1:]):
+            pulled.append(hi)
+            yield next(adder_batches(int(lo), int(hi), int(hi - lo)))
+
+    ahead, out = None, []
+    for result in exchange(Connection.of(server.location), "sleeper", None, None, "columns", batches(), pa.float64()):
+        ahead = len(pulled) if ahead is None else ahead
+        out.append(result)
+    assert ahead >= 3, f"the first answer came back with {ahead} batch(es) sent"
+    assert [len(a) for a in out] == sizes
+    assert np.array_equal(pa.concat_arrays(out).to_numpy(), np.arange(bounds[-1], dtype=np.float64))
+
+
+def test_spark_batches_reach_the_server_coalesced(start_server, spark):
+    """Spark hands the UDF batches of maxRecordsPerBatch rows; they reach the server
+    coalesced to its batch size, and each row gets its own answer."""
+    server = start_server(f"--model=adder={MODELS / 'adder'}")
+    rows = 200_000
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "1000")
+    try:
+        df = spark.range(0, rows, numPartitions=2).select(F.col("id").alias("a"), F.lit(0.0).alias("b"))
+        udf = mlfusion.spark_udf(spark, "adder", "double", server=server.location)
+        got = df.select("a", udf("a", "b").alias("p")).toPandas()
+        assert len(got) == rows and (got["p"] == got["a"]).all()
+        arrow = mlfusion.predict_in_arrow(df, "adder", ["a", "b"], server=server.location).toPandas()
+        pandas = mlfusion.predict_in_pandas(df, "adder", ["a", "b"], server=server.location).toPandas()
+        for scored in (arrow, pandas):
+            assert len(scored) == rows and (scored["prediction"] == scored["a"]).all()
+            assert sorted(scored["a"]) == list(range(rows))
+    finally:
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+    stats = server.action("models")[0]
+    assert stats["rows_scored"] == 3 * rows
+    # 200 Spark batches per job; per task (100,000 rows) two batches of about 65,536 rows.
+    assert stats["batches_scored"] <= 3 * 2 * 2, stats

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import queue
+import re
 import socket
+import threading
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional, Sequence, Union
 
@@ -135,6 +137,11 @@ def describe(
     return ModelInfo(info.schema, json.loads(info.app_metadata or b"{}"))
 
 
+# Input batches sent ahead of the answers read, per stream: the server scores batch k
+# while batch k+1 is on its way and batch k-1's answer on its way back.
+WINDOW = 4
+
+
 def exchange(
     conn: Connection,
     model: str,
@@ -145,46 +152,109 @@ def exchange(
     result: pa.DataType,
     task: int = 0,
     load: Optional[dict] = None,
+    window: int = WINDOW,
 ) -> Iterator[pa.Array]:
     """Streams ``batches`` through one ``DoExchange``; yields each batch's predictions.
 
     Every input batch is answered by one result of exactly its rows, in order (empty
     batches get an empty ``result`` array without a round trip); an error from the
-    server ends the stream with an :class:`MlfusionError`.
+    server ends the stream with an :class:`MlfusionError`. A thread of its own writes
+    the batches, at most ``window`` ahead of the answers read, while this one reads them.
     """
     location = conn.location(task)
     descriptor = flight.FlightDescriptor.for_command(command(model, result_type, params, call, load))
     client = conn.client(location)
-    writer = None
     try:
         writer, reader = client.do_exchange(descriptor, conn.options())
-        started = False
-        for batch in batches:
-            if not started:
-                writer.begin(batch.schema)
-                started = True
-            if batch.num_rows == 0:
+    except (flight.FlightError, pa.ArrowException) as e:
+        client.close()
+        raise MlfusionError(f"mlfusion server {location}: {_message(e)}") from None
+    feed = _Feed(batches, writer, window)
+    ended = False
+    try:
+        for rows in feed.sent():
+            if rows == 0:
                 yield pa.array([], type=result)
                 continue
-            writer.write_batch(batch)
             chunk = reader.read_chunk().data
-            if chunk.num_rows != batch.num_rows:
+            if chunk.num_rows != rows:
                 raise MlfusionError(
                     f"mlfusion server {location}: model '{model}' answered "
-                    f"{chunk.num_rows} rows for a batch of {batch.num_rows}"
+                    f"{chunk.num_rows} rows for a batch of {rows}"
                 )
             yield chunk.column(0)
-        if started:
-            writer.done_writing()
+        ended = True
     except (flight.FlightError, pa.ArrowException) as e:
         raise MlfusionError(f"mlfusion server {location}: {_message(e)}") from None
     finally:
-        if writer is not None:
-            try:
-                writer.close()
-            except (flight.FlightError, pa.ArrowException):
-                pass  # the stream already failed; that error was raised above
+        if not ended:
+            # Failed or abandoned: cancelling the call frees a write waiting on the server.
+            reader.cancel()
+        feed.stop()
         client.close()
+
+
+class _Feed:
+    """Writes input batches to an exchange from a thread of its own, telling the reader
+    the rows of each batch sent (0 for an empty batch, which is not sent), at most
+    ``window`` batches ahead of it."""
+
+    _END = object()
+
+    def __init__(self, batches: Iterable[pa.RecordBatch], writer, window: int):
+        self._writer = writer
+        self._sent = queue.Queue(maxsize=max(1, window))
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(iter(batches),), daemon=True)
+        self._thread.start()
+
+    def _run(self, batches) -> None:
+        started = False
+        try:
+            for batch in batches:
+                if not started:
+                    self._writer.begin(batch.schema)
+                    started = True
+                if batch.num_rows and not self._put(batch.num_rows):
+                    return
+                if batch.num_rows:
+                    self._writer.write_batch(batch)
+                elif not self._put(0):
+                    return
+            if started:
+                self._writer.done_writing()
+            self._put(self._END)
+        except BaseException as e:  # the reader raises it: the input's error, or the server's
+            self._put(e)
+
+    def _put(self, item) -> bool:
+        """Queues ``item`` for the reader unless the stream is stopping."""
+        while not self._stopping.is_set():
+            try:
+                self._sent.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def sent(self) -> Iterator[int]:
+        """The rows of each batch sent, in order, until the input ends."""
+        while True:
+            item = self._sent.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def stop(self) -> None:
+        """Ends the thread (its stream is done, or cancelled), then the writing."""
+        self._stopping.set()
+        self._thread.join()
+        try:
+            self._writer.close()
+        except (flight.FlightError, pa.ArrowException):
+            pass  # the stream already failed; that error was raised by the reader
 
 
 def _message(error: Exception) -> str:

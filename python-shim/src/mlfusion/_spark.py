@@ -55,13 +55,20 @@ def spark_udf(
     spark_type = _spark_type(spark, result_type, info)
     arrow_type = _arrow_type(spark_type)
 
+    rows = _batch_rows(info)
+
     def predict(iterator: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
         first = next(iterator, None)
         if first is None:
             return
         arrays = _as_tuple(first)
         call = "struct" if len(arrays) == 1 and isinstance(arrays[0], pa.StructArray) else "columns"
-        batches = (_udf_batch(_as_tuple(a), call) for a in itertools.chain([first], iterator))
+        # Spark's batches (spark.sql.execution.arrow.maxRecordsPerBatch, 10,000 rows by
+        # default) go out coalesced to the server's batch size: an Arrow iterator UDF may
+        # answer in batches of its own, as long as no more rows come out than went in.
+        inputs = (_as_tuple(a) for a in itertools.chain([first], iterator))
+        groups = _coalesce(inputs, lambda arrays: len(arrays[0]), rows)
+        batches = (_udf_batch(_concat_columns(group), call) for group in groups)
         for result in exchange(conn, model, ddl, params, call, batches, arrow_type, _task(), load):
             yield _conform(result, arrow_type)
 
@@ -151,6 +158,7 @@ class _Scoring:
         self.input_cols = list(input_cols)
         self.output_col = output_col
         info = describe(self.conn, model, _ddl(result_type), params)
+        self.rows = _batch_rows(info)
         self.ddl = _ddl(result_type)
         spark_type = _spark_type(df.sparkSession, result_type, info)
         self.arrow_type = _arrow_type(spark_type)
@@ -158,19 +166,56 @@ class _Scoring:
 
     def score(self, items, to_batch) -> Iterator[tuple]:
         """(item, its predictions as Spark's Arrow type) for each item of a task, streamed
-        through one exchange; ``to_batch`` makes an item's input batch."""
+        through one exchange in batches of about the server's batch size; ``to_batch``
+        makes an item's input batch."""
         pending = collections.deque()
 
         def batches():
-            for item in items:
-                pending.append(item)
-                yield to_batch(item)
+            for group in _coalesce(((item, to_batch(item)) for item in items), lambda i: i[1].num_rows, self.rows):
+                pending.append(group)
+                yield _concat_batches([batch for _, batch in group])
 
         results = exchange(
             self.conn, self.model, self.ddl, self.params, "columns", batches(), self.arrow_type, _task()
         )
         for result in results:
-            yield pending.popleft(), _conform(result, self.arrow_type)
+            result = _conform(result, self.arrow_type)
+            offset = 0
+            for item, batch in pending.popleft():
+                yield item, result.slice(offset, batch.num_rows)
+                offset += batch.num_rows
+
+
+def _batch_rows(info: ModelInfo) -> int:
+    """The rows the server scores best in one call (older servers do not say)."""
+    return int(info.metadata.get("batch_rows") or 65_536)
+
+
+def _coalesce(items, rows_of, target: int) -> Iterator[list]:
+    """Consecutive ``items`` in groups of at least ``target`` rows (the last: what is left)."""
+    group, rows = [], 0
+    for item in items:
+        group.append(item)
+        rows += rows_of(item)
+        if rows >= target:
+            yield group
+            group, rows = [], 0
+    if group:
+        yield group
+
+
+def _concat_columns(group: List[Tuple[pa.Array, ...]]) -> Tuple[pa.Array, ...]:
+    """The columns of several calls' arguments, each concatenated."""
+    if len(group) == 1:
+        return group[0]
+    return tuple(pa.concat_arrays(list(column)) for column in zip(*group))
+
+
+def _concat_batches(batches: List[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    columns = _concat_columns([tuple(b.columns) for b in batches])
+    return pa.RecordBatch.from_arrays(list(columns), schema=batches[0].schema)
 
 
 def _load_options(model_config, extra_env) -> dict:
