@@ -552,7 +552,7 @@ impl DeltaWrite {
             match key.as_str() {
                 "mode" => write.mode = save_mode(&value).map_err(bad)?,
                 "target_file_size" => {
-                    let size = crate::args::parse_size(&value).ok().and_then(NonZeroU64::new);
+                    let size = crate::units::parse_size(&value).ok().and_then(NonZeroU64::new);
                     write.target_file_size = Some(size.ok_or_else(|| {
                         bad(format!("target_file_size '{value}' (hint: a size such as '128MiB')"))
                     })?);

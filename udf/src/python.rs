@@ -18,12 +18,14 @@
 //! - [`environments`]: [`EnvCache`], per-model envs built by uv from the model's
 //!   requirements, cached by content and shared by every process.
 //! - [`metrics`]: the counters a model call updates.
+//! - `messages`: the framing of the engine's pipes to its Python processes.
 //! - `exception`: Python exceptions (in process or from a worker) as [`Error`](crate::Error)s.
 
 pub mod environments;
 mod exception;
 pub mod interpreter;
 pub mod loader;
+mod messages;
 pub mod metrics;
 pub mod model;
 pub mod store;

@@ -11,11 +11,10 @@ use mlfusion_udf::{EnvManager, LoadOptions, ModelLoader, PyModel};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use crate::args::{
-    LimitArgs, LoadFlags, ServeArgs, model_loader, parse_duration, parse_size, worker_count,
-};
+use crate::args::{LimitArgs, LoadFlags, ServeArgs, model_loader, worker_count};
 use crate::error::{Error, Result};
 use crate::registration::{ModelRegistration, apply_load_flags, extra_env, model_registrations};
+use crate::units::{parse_duration, parse_size};
 
 /// The `--config` file.
 #[derive(Debug, Default, Deserialize)]

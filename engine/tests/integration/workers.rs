@@ -131,44 +131,66 @@ fn coalesced_batches_keep_each_prediction_on_its_row() {
 
 #[test]
 fn workers_end_with_the_engine_even_when_it_is_killed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_features(&dir.path().join("features.parquet"), ROWS);
-    let log = dir.path().join("calls.log");
-    let mut engine = counted_query(dir.path(), &log, &["SELECT sum(c(f0)['twice']) FROM t"])
-        .env("MLFUSION_TEST_PREDICT_SLEEP", "60")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while predict_calls(&log).is_empty() {
-        assert!(Instant::now() < deadline, "no predict call started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let workers = children(engine.id());
-    assert_eq!(workers.len(), 2, "two worker processes: {workers:?}");
-    engine.kill().expect("SIGKILL the engine");
-    engine.wait().expect("reaped");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while workers.iter().any(|pid| alive(*pid)) {
-        assert!(
-            Instant::now() < deadline,
-            "workers outlived the engine: {workers:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    // Forked workers are the template's children, started ones the engine's: either way
+    // they must not outlive it.
+    for (start, processes) in [("spawn", 2), ("fork", 3)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_features(&dir.path().join("features.parquet"), ROWS);
+        let log = dir.path().join("calls.log");
+        let mut engine = counted_query(dir.path(), &log, &["SELECT sum(c(f0)['twice']) FROM t"])
+            .env("MLFUSION_TEST_PREDICT_SLEEP", "60")
+            .env("MLFUSION_WORKER_START", start)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut workers = descendants(engine.id());
+        while predict_calls(&log).is_empty() || workers.len() < processes {
+            assert!(
+                Instant::now() < deadline,
+                "{start}: two workers (and their template) predicting: {workers:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+            workers = descendants(engine.id());
+        }
+        assert_eq!(workers.len(), processes, "{start}: {workers:?}");
+        engine.kill().expect("SIGKILL the engine");
+        engine.wait().expect("reaped");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while workers.iter().any(|pid| alive(*pid)) {
+            assert!(
+                Instant::now() < deadline,
+                "{start}: workers outlived the engine: {workers:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
-/// Child processes of `pid`, from /proc.
-fn children(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
+/// Processes descending from `pid` (children, their children, ...), from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
         let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        if stat_field(child, 1).is_some_and(|ppid| ppid == pid.to_string()) {
-            found.push(child);
+        if let Some(parent) = stat_field(child, 1).and_then(|p| p.parse().ok()) {
+            parents.push((child, parent));
         }
     }
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    found.remove(0);
     found
 }
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::error::Result;
-use crate::python::workers::{read_message, write_message};
+use crate::python::messages::{read_message, write_message};
 
 /// How long a fork may take: the reply, then the child's connection.
 const FORK_TIMEOUT: Duration = Duration::from_secs(30);

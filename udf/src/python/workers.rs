@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 use crate::error::{Error, Result};
 use crate::pyfunc::enforce::{InputFrame, Label};
 use crate::python::exception::reported_error;
+use crate::python::messages::{read_message, write_message};
 use crate::python::template::{Started, Template};
 
 /// The worker program: the bridge, then the request loop.
@@ -663,29 +664,4 @@ fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {
         (None, Some(signal)) => format!("was killed by signal {signal}"),
         (None, None) => "ended".into(),
     }
-}
-
-pub(crate) fn write_message(
-    w: &mut impl Write,
-    header: &Value,
-    body: &[u8],
-) -> std::io::Result<()> {
-    let header = serde_json::to_vec(header)?;
-    w.write_all(&(header.len() as u32).to_le_bytes())?;
-    w.write_all(&header)?;
-    w.write_all(&(body.len() as u64).to_le_bytes())?;
-    w.write_all(body)?;
-    w.flush()
-}
-
-pub(crate) fn read_message(r: &mut impl Read) -> std::io::Result<(Value, Vec<u8>)> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len)?;
-    let mut header = vec![0u8; u32::from_le_bytes(len) as usize];
-    r.read_exact(&mut header)?;
-    let mut len = [0u8; 8];
-    r.read_exact(&mut len)?;
-    let mut body = vec![0u8; u64::from_le_bytes(len) as usize];
-    r.read_exact(&mut body)?;
-    Ok((serde_json::from_slice(&header)?, body))
 }
