@@ -34,10 +34,45 @@ pub mod progress;
 pub mod registration;
 pub mod session;
 pub mod staging;
+pub mod statements;
 pub mod stores;
 pub mod tables;
+pub mod units;
+
+use std::ffi::OsString;
 
 use args::{Cli, Command};
+use clap::Parser;
+
+/// The `mlfusion` command: parses `args` (the program name first), runs them and prints
+/// the result or the error; returns the exit code. The binary's `main`, and the console
+/// command of the Python wheel.
+#[allow(clippy::print_stderr)]
+pub fn main<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version (on stdout, exit code 0) or a usage error.
+            let _ = e.print();
+            return u8::try_from(e.exit_code()).unwrap_or(2);
+        }
+    };
+    match run(cli) {
+        Ok(out) => {
+            output::print_result(&out);
+            0
+        }
+        Err(err) => {
+            eprintln!("error: {}", err.report());
+            // 128 + the signal for a run a signal stopped, as shells report it.
+            err.signal().map_or(1, |s| 128 + s as u8)
+        }
+    }
+}
 
 /// Runs a parsed command line: starts Python (before any async runtime), then the command
 /// on a multi-threaded runtime. Returns what to print on stdout.

@@ -10,13 +10,17 @@ use std::sync::{Arc, Mutex, OnceLock};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::prelude::SessionContext;
+use deltalake::protocol::SaveMode;
 use futures::StreamExt;
 use object_store::ObjectStore;
 use parquet::arrow::ArrowWriter;
 use tokio::io::AsyncWriteExt;
 use url::Url;
 
+use crate::delta::{self, DeltaWrite};
 use crate::error::{Error, Result};
+use crate::stores::store_url;
 
 /// Result formats: printed, or written to a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -48,6 +52,55 @@ impl Format {
                 message: "the extension must be .parquet, .csv, .json, .jsonl or .ndjson (or pass --format)".into(),
             }),
         }
+    }
+}
+
+/// Where `--output` (or the Python API's `write`) puts a result: a file, an object in a
+/// store (`s3://...`), or a Delta table (`delta:LOCATION`).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub location: String,
+    /// The file format when the extension says nothing.
+    pub format: Option<Format>,
+    /// What a write to a Delta table that exists does.
+    pub delta_mode: SaveMode,
+}
+
+impl Target {
+    /// Writes `stream` whole, or nothing on failure; returns "wrote N row(s) to WHERE".
+    pub async fn write(
+        &self,
+        ctx: &SessionContext,
+        stream: SendableRecordBatchStream,
+    ) -> Result<String> {
+        let target = self.location.as_str();
+        if let Some(location) = target.strip_prefix(delta::PREFIX) {
+            let write = DeltaWrite {
+                location: location.to_owned(),
+                mode: self.delta_mode,
+                schema_mode: None,
+                partition_by: Vec::new(),
+                target_file_size: None,
+            };
+            let written = write.write(ctx, stream).await?;
+            return Ok(format!(
+                "wrote {} row(s) to {target} (version {})",
+                written.rows, written.version
+            ));
+        }
+        let (written, place) = match store_url(target) {
+            Some(url) => {
+                let store = ctx.runtime_env().object_store_registry.get_store(&url)?;
+                let written = write_stream_to_store(stream, store, &url, self.format).await?;
+                (written, url.to_string())
+            }
+            None => {
+                let path = Path::new(target);
+                let written = write_stream(stream, path, self.format).await?;
+                (written, display_path(path).display().to_string())
+            }
+        };
+        Ok(format!("wrote {} row(s) to {place}", written.rows))
     }
 }
 

@@ -26,14 +26,15 @@ pub fn wanted(quiet: bool) -> bool {
 }
 
 /// Counters of the rows the plan's model calls have scored.
-struct Scored {
+pub struct Scored {
     counters: Vec<Count>,
-    expected: Option<u64>,
+    /// The rows the plan is expected to score, when its statistics know.
+    pub expected: Option<u64>,
 }
 
 impl Scored {
     /// The plan's model calls, or `None` when it calls no model.
-    fn of(plan: &Arc<dyn ExecutionPlan>) -> Option<Self> {
+    pub fn of(plan: &Arc<dyn ExecutionPlan>) -> Option<Self> {
         let mut counters = Vec::new();
         let mut expected = None;
         plan.apply(|node| {
@@ -49,7 +50,7 @@ impl Scored {
     }
 
     /// Rows scored so far: the busiest call site's count (each site sees the rows once).
-    fn rows(&self) -> u64 {
+    pub fn rows(&self) -> u64 {
         self.counters
             .iter()
             .map(|c| c.value() as u64)

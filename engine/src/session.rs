@@ -10,7 +10,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use mlfusion_udf::{ModelBatchesRule, ModelCallRewrites, ModelCallsOnce, ModelMetricsRule};
 
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream};
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
 
 use crate::args::SessionArgs;
 use crate::delta::{self, DeltaTables, SpreadFiles};
@@ -74,11 +74,21 @@ pub async fn execute(
     plan: LogicalPlan,
     progress: bool,
 ) -> Result<SendableRecordBatchStream> {
+    let (physical, stream) = start(ctx, plan).await?;
+    Ok(progress::watch(&physical, stream, progress))
+}
+
+/// Plans and runs `plan`: its physical plan (whose model calls count the rows they
+/// score, see [`progress::Scored`]) and its output.
+pub async fn start(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+) -> Result<(Arc<dyn ExecutionPlan>, SendableRecordBatchStream)> {
     let physical = ctx
         .execute_logical_plan(plan)
         .await?
         .create_physical_plan()
         .await?;
     let stream = execute_stream(Arc::clone(&physical), ctx.task_ctx())?;
-    Ok(progress::watch(&physical, stream, progress))
+    Ok((physical, stream))
 }

@@ -35,6 +35,13 @@ pub enum Error {
         field: &'static str,
         value: String,
     },
+    /// A model's files (MLmodel, environment) could not be read: the model's name and why.
+    #[error("model '{model}': {source}")]
+    InModel {
+        model: String,
+        #[source]
+        source: Box<Error>,
+    },
     #[error("model environment file {path}: {message}")]
     MalformedEnv { path: PathBuf, message: String },
     #[error("cannot parse result type '{ddl}': {message}")]

@@ -5,23 +5,18 @@
 use std::io::{IsTerminal, Read};
 use std::time::Instant;
 
-use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{DFParser, Statement};
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 
 use crate::args::{QueryArgs, split_assignment};
-use crate::delta::{self, DeltaWrite};
 use crate::error::{Error, Result};
-use crate::output::{
-    Format, display_path, print_result, render, write_stream, write_stream_to_store,
-};
+use crate::output::{Format, Target, print_result, render};
 use crate::progress;
 use crate::registration::{load_models, model_registrations};
 use crate::session::{execute, new_context};
-use crate::staging::stage_copy;
-use crate::stores::{store_url, with_store_options};
+use crate::statements::{Prepared, prepare};
 use crate::tables::register_table;
 
 /// Runs the statements; returns the text to print on stdout. Ctrl-C or SIGTERM cancels
@@ -120,69 +115,24 @@ impl Runner<'_> {
     /// Runs one statement; returns its printed result, if it has one. The `last`
     /// statement's result goes to `--output` when one is given.
     async fn run(&self, statement: Statement, last: bool) -> Result<Option<String>> {
-        if let Statement::CopyTo(copy) = &statement
-            && let Some((write, input)) = DeltaWrite::from_copy(&self.ctx, copy).await?
-        {
-            let stream = execute(&self.ctx, input, self.progress).await?;
-            let written = write.write(&self.ctx, stream).await?;
-            let counts = delta::count_batch(written.rows)?;
-            let format = self.args.format.unwrap_or(Format::Table);
-            let stream = MemoryStream::try_new(vec![counts.clone()], counts.schema(), None)?;
-            return Ok(Some(render(Box::pin(stream), format).await?));
-        }
-        let plan = self.ctx.state().statement_to_plan(statement).await?;
-        let plan = with_store_options(&self.ctx, plan)?;
-        delta::refuse_parquet_over_delta(&self.ctx, &plan).await?;
-        let returns_rows = !plan.schema().fields().is_empty();
-        let (plan, staged) = stage_copy(&self.ctx, plan)?;
-        let mut stream = execute(&self.ctx, plan, self.progress).await?;
-        if let Some(staged) = staged {
-            // COPY: its files appear whole once it has succeeded, else not at all.
-            let schema = stream.schema();
-            let counts = datafusion::physical_plan::common::collect(stream).await?;
-            staged.commit().await?;
-            stream = Box::pin(MemoryStream::try_new(counts, schema, None)?);
-        }
+        let stream = match prepare(&self.ctx, statement, self.progress).await? {
+            Prepared::Query(plan) => execute(&self.ctx, plan, self.progress).await?,
+            Prepared::Done(stream) => stream,
+        };
+        let returns_rows = !stream.schema().fields().is_empty();
         match (&self.args.output, last) {
             (Some(path), true) => {
-                let target = path.to_string_lossy();
-                if let Some(location) = target.strip_prefix(delta::PREFIX) {
-                    let write = DeltaWrite {
-                        location: location.to_owned(),
-                        mode: self.args.output_mode,
-                        schema_mode: None,
-                        partition_by: Vec::new(),
-                        target_file_size: None,
-                    };
-                    let written = write.write(&self.ctx, stream).await?;
-                    return Ok(Some(format!(
-                        "wrote {} row(s) to {target} (version {})",
-                        written.rows, written.version
-                    )));
-                }
-                let (written, place) = match store_url(&target) {
-                    Some(url) => {
-                        let registry = &self.ctx.runtime_env().object_store_registry;
-                        let store = registry.get_store(&url)?;
-                        let written =
-                            write_stream_to_store(stream, store, &url, self.args.format).await?;
-                        (written, url.to_string())
-                    }
-                    None => {
-                        let written = write_stream(stream, path, self.args.format).await?;
-                        (written, display_path(path).display().to_string())
-                    }
+                let target = Target {
+                    location: path.to_string_lossy().into_owned(),
+                    format: self.args.format,
+                    delta_mode: self.args.output_mode,
                 };
-                Ok(Some(format!("wrote {} row(s) to {place}", written.rows)))
+                Ok(Some(target.write(&self.ctx, stream).await?))
             }
             _ if returns_rows => Ok(Some(
                 render(stream, self.args.format.unwrap_or(Format::Table)).await?,
             )),
-            _ => {
-                // DDL and COPY: run to completion.
-                datafusion::physical_plan::common::collect(stream).await?;
-                Ok(None)
-            }
+            _ => Ok(None),
         }
     }
 

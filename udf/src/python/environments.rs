@@ -37,7 +37,7 @@ use sha2::Digest;
 use crate::error::{Error, Result};
 use crate::pyfunc::environment::{PythonEnv, Requirements, hex, local_path};
 use crate::pyfunc::mlmodel::MlModel;
-use crate::python::interpreter::{default_venv, linked_python};
+use crate::python::interpreter::{linked_python, start_python};
 use crate::python::workers::{WorkerPython, check_python};
 
 /// Bumped when what an env must hold for the worker changes: old envs are then not reused.
@@ -490,14 +490,16 @@ impl EnvCache {
         command
     }
 
-    /// The uv executable: the configured one, `MLFUSION_UV`, the engine venv's, or `PATH`'s.
+    /// The uv executable: the configured one, `MLFUSION_UV`, the one beside the engine's
+    /// Python (in its venv), or `PATH`'s.
     fn uv_binary(&self) -> Option<PathBuf> {
         self.uv
             .clone()
             .or_else(|| std::env::var_os("MLFUSION_UV").map(PathBuf::from))
             .or_else(|| {
-                default_venv()
-                    .map(|v| v.join("bin").join("uv"))
+                start_python(None)
+                    .ok()
+                    .and_then(|python| Some(python.parent()?.join("uv")))
                     .filter(|p| p.is_file())
             })
             .or_else(|| {

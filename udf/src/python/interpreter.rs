@@ -1,4 +1,5 @@
-//! The embedded CPython: started once, pointed at a venv, with the bridge module loaded.
+//! The embedded CPython: started once, pointed at a venv, with the bridge module loaded;
+//! or, when mlfusion is a Python extension module (the wheel), the Python it runs in.
 //!
 //! Rules (see the crate docs): the interpreter is started before any thread attaches;
 //! afterwards any thread may [`attach`], but only around a Python call — never while
@@ -56,8 +57,8 @@ where
     })
 }
 
-/// Where the interpreter takes its packages from, in order: an explicit venv,
-/// `MLFUSION_VENV`, `VIRTUAL_ENV`, then the venv mlfusion was built with.
+/// Where the embedded interpreter takes its packages from, in order: an explicit venv,
+/// `MLFUSION_VENV`, `VIRTUAL_ENV`, then the venv the `mlfusion` binary was built with.
 pub fn default_venv() -> Option<PathBuf> {
     std::env::var_os("MLFUSION_VENV")
         .or_else(|| std::env::var_os("VIRTUAL_ENV"))
@@ -86,20 +87,44 @@ pub fn linked_python() -> (u32, u32) {
     (parts.next().unwrap_or(3), parts.next().unwrap_or(0))
 }
 
-/// Starts the interpreter with `venv` (or [`default_venv`]); later calls are no-ops that
-/// return the first outcome. Returns the venv in use.
+/// Starts the interpreter with `venv` (or [`default_venv`]), or adopts the one already
+/// running when mlfusion is a Python extension (the wheel); later calls are no-ops that
+/// return the first outcome. Returns the Python executable worker processes run.
 pub fn start_python(venv: Option<&Path>) -> Result<PathBuf> {
     STARTED
         .get_or_init(|| {
+            // SAFETY: Py_IsInitialized may be called at any time.
+            if unsafe { ffi::Py_IsInitialized() } != 0 {
+                return running_python(venv);
+            }
             let venv = venv
                 .map(Path::to_path_buf)
                 .or_else(default_venv)
                 .ok_or_else(|| "no Python venv configured\nhint: run scripts/venv.sh, or set MLFUSION_VENV to a venv with mlflow, pandas and pyarrow".to_owned())?;
             init_with_venv(&venv)?;
-            Ok(venv)
+            Ok(venv.join("bin").join("python"))
         })
         .clone()
         .map_err(|message| Error::Interpreter { message })
+}
+
+/// The executable of the Python this process already runs (mlfusion imported as an
+/// extension module): models run in it and in workers of its `sys.executable`.
+fn running_python(venv: Option<&Path>) -> Result<PathBuf, String> {
+    let executable = Python::attach(|py| -> PyResult<PathBuf> {
+        py.import("sys")?.getattr("executable")?.extract()
+    })
+    .map_err(|e| format!("cannot read sys.executable: {e}"))?;
+    if let Some(venv) = venv
+        && !executable.starts_with(venv)
+    {
+        return Err(format!(
+            "mlfusion runs in the Python it is installed in ({}), not in the venv {}\nhint: install mlfusion into that venv and run its mlfusion",
+            executable.display(),
+            venv.display()
+        ));
+    }
+    Ok(executable)
 }
 
 fn init_with_venv(venv: &Path) -> Result<(), String> {

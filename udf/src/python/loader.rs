@@ -71,7 +71,10 @@ impl ModelLoader {
     /// Like [`ModelLoader::load`], with the binding's `options`.
     pub fn load_in(&self, name: &str, uri: &str, options: &LoadOptions) -> Result<PyModel> {
         let resolved = self.store.resolve(name, uri)?;
-        let mlmodel = MlModel::from_path(&resolved.dir)?;
+        let mlmodel = MlModel::from_path(&resolved.dir).map_err(|e| Error::InModel {
+            model: name.to_owned(),
+            source: Box::new(e),
+        })?;
         let env = match options.env_manager.unwrap_or(self.env_manager) {
             EnvManager::Local => None,
             EnvManager::Uv => {

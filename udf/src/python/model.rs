@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, ArrayData, ArrayRef, make_array};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
-use arrow::pyarrow::{FromPyArrow, ToPyArrow};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
+use pyo3_arrow::PyArray;
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
@@ -122,7 +122,7 @@ impl PyModel {
         let (mut python, workers) = match &env {
             Some(env) => (env.worker_python(), workers.max(1)),
             None => {
-                let path = start_python(None)?.join("bin").join("python");
+                let path = start_python(None)?;
                 (
                     WorkerPython {
                         path,
@@ -482,7 +482,10 @@ impl Scorer {
                 }
                 .map_err(to_py)?;
                 match array {
-                    Some(a) => arrays.append(a.to_data().to_pyarrow(py).map_err(to_py)?),
+                    Some(a) => {
+                        let array = PyArray::from_array_ref(Arc::clone(a));
+                        arrays.append(array.to_pyarrow(py).map_err(to_py)?)
+                    }
                     None => arrays.append(py.None()),
                 }
                 .map_err(to_py)?;
@@ -492,7 +495,7 @@ impl Scorer {
                 .call_method1("predict", (labels, arrays, frame.mode.as_str()))
                 .and_then(|r| r.extract())
                 .map_err(to_py)?;
-            let data = ArrayData::from_pyarrow_bound(&out).map_err(to_py)?;
+            let data = out.extract::<PyArray>().map_err(to_py)?.array().to_data();
             let predict = Duration::from_nanos(predict_ns);
             metrics.predict_time.add_duration(predict);
             metrics
