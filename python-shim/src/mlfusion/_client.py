@@ -14,13 +14,11 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from mlfusion._errors import MlfusionError
+
 DEFAULT_SERVER = "grpc://127.0.0.1:8815"
 
 Servers = Union[str, Sequence[str]]
-
-
-class MlfusionError(RuntimeError):
-    """A call to an mlfusion server failed; the message names the server and the model."""
 
 
 def _executor_host() -> str:
