@@ -8,6 +8,8 @@ For each model (linear, gbdt, pandas; see train.py) it measures:
 - mlfusion-inproc: the same with `--workers 0` (the model in the engine's interpreter)
 - shim:           PySpark (local[cores]) -> `mlfusion.spark_udf` -> `mlfusion serve`
 - spark_udf:      `mlflow.pyfunc.spark_udf` on PySpark local[cores]: first and repeated job
+                  (both with Arrow batches of 65,536 rows, the engine's batch size;
+                  shim-default and spark_udf-default with Spark's default, 10,000)
 - datafusion-py:  the datafusion Python package with a Python UDF calling the model
 
 and prints rows/s, the ratio to spark_udf's first job and to the limit
@@ -39,7 +41,10 @@ MODELS = {
 # RAW is the per-core limit: native thread pools (OpenMP in scikit-learn's trees, BLAS)
 # must not use the other cores behind its back.
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-PATHS = ["scan", "raw", "mlfusion", "mlfusion-inproc", "shim", "spark_udf", "datafusion-py"]
+PATHS = ["scan", "raw", "mlfusion", "mlfusion-inproc", "shim", "spark_udf", "shim-default",
+         "spark_udf-default", "datafusion-py"]
+# spark.sql.execution.arrow.maxRecordsPerBatch of the Spark paths (0: Spark's default).
+SPARK_BATCH = 65_536
 
 
 # ---------------------------------------------------------------- memory of process trees
@@ -138,19 +143,19 @@ def scan(cfg, name):
     return {"e2e": wall, "steady": timed(err, "statement 1 ran"), "peak_mib": peak}
 
 
-def python_path(cfg, name, path, extra_roots=(), port=0, env=None):
+def python_path(cfg, name, path, extra_roots=(), port=0, env=None, spark_batch=0):
     columns, result_type = MODELS[name]
     command = [sys.executable, os.path.join(HERE, "paths.py"), path, "--data", cfg.data,
                "--model", f"{cfg.models}/{name}", "--columns", ",".join(columns),
                "--result-type", result_type, "--sql", sql_for(name),
-               "--cores", str(cfg.cores), "--port", str(port)]
+               "--cores", str(cfg.cores), "--port", str(port), "--spark-batch", str(spark_batch)]
     out, _, _, peak = run(command, extra_roots, env=dict(os.environ, **(env or {})))
     result = json.loads(out.strip().splitlines()[-1])
     result["peak_mib"] = peak
     return result
 
 
-def shim(cfg, name):
+def shim(cfg, name, spark_batch):
     columns, result_type = MODELS[name]
     server = subprocess.Popen(
         [cfg.bin, "serve", "--port", "0", "--model", f"m={cfg.models}/{name}",
@@ -161,7 +166,8 @@ def shim(cfg, name):
         match = re.search(r"at grpc://127\.0\.0\.1:(\d+)", line)
         if not match:
             raise RuntimeError(f"mlfusion serve did not start: {line}{server.stderr.read()}")
-        return python_path(cfg, name, "shim", [server.pid], int(match.group(1)))
+        return python_path(cfg, name, "shim", [server.pid], int(match.group(1)),
+                           spark_batch=spark_batch)
     finally:
         server.terminate()
         server.wait()
@@ -181,10 +187,11 @@ def measure(cfg, name):
             r = mlfusion(cfg, name, cfg.cores)
         elif path == "mlfusion-inproc":
             r = mlfusion(cfg, name, 0)
-        elif path == "shim":
-            r = shim(cfg, name)
-        elif path == "spark_udf":
-            r = python_path(cfg, name, "spark_udf")
+        elif path in ("shim", "shim-default"):
+            r = shim(cfg, name, SPARK_BATCH if path == "shim" else 0)
+        elif path in ("spark_udf", "spark_udf-default"):
+            r = python_path(cfg, name, "spark_udf",
+                            spark_batch=SPARK_BATCH if path == "spark_udf" else 0)
         else:
             r = python_path(cfg, name, "datafusion")
         r.setdefault("rows", rows)

@@ -77,20 +77,23 @@ def datafusion_py(args):
     return {"e2e": ended - started, "steady": ended - loaded, "checksum": checksum(values)}
 
 
-def spark_session(cores):
+def spark_session(args):
+    """PySpark local[cores]; Arrow batches of `--spark-batch` rows (0: Spark's default, 10,000)."""
     import sys
 
     from pyspark.sql import SparkSession
 
     os.environ["PYSPARK_PYTHON"] = sys.executable  # Spark's Python workers: this venv
 
-    return (
-        SparkSession.builder.master(f"local[{cores}]")
+    builder = (
+        SparkSession.builder.master(f"local[{args.cores}]")
         .config("spark.driver.memory", "4g")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
-        .getOrCreate()
     )
+    if args.spark_batch:
+        builder = builder.config("spark.sql.execution.arrow.maxRecordsPerBatch", str(args.spark_batch))
+    return builder.getOrCreate()
 
 
 def spark_job(spark, make_udf, args):
@@ -119,7 +122,7 @@ def spark_job(spark, make_udf, args):
 def spark_udf(args):
     import mlflow
 
-    spark = spark_session(args.cores)
+    spark = spark_session(args)
     return spark_job(
         spark,
         lambda: mlflow.pyfunc.spark_udf(spark, args.model, result_type=args.result_type),
@@ -130,7 +133,7 @@ def spark_udf(args):
 def shim(args):
     import mlfusion
 
-    spark = spark_session(args.cores)
+    spark = spark_session(args)
     return spark_job(
         spark,
         lambda: mlfusion.spark_udf(spark, "m", result_type=args.result_type,
@@ -151,5 +154,6 @@ if __name__ == "__main__":
     parser.add_argument("--sql", default="")
     parser.add_argument("--cores", type=int, default=os.cpu_count())
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--spark-batch", type=int, default=0)
     args = parser.parse_args()
     print(json.dumps(PATHS[args.path](args)), flush=True)
