@@ -219,3 +219,22 @@ def test_ctrl_c_cancels_a_write_and_leaves_no_file(tmp_path):
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 3 and "cancelled" in stderr, stderr
     assert not out.exists(), "a cancelled write leaves no file"
+
+
+def test_a_progress_bar_counts_the_rows_models_score(features, tmp_path):
+    script = textwrap.dedent(
+        """
+        import sys, mlfusion
+        session = mlfusion.Session(workers=0).register_model("add", sys.argv[1], result_type="double")
+        session.register_parquet("t", sys.argv[2])
+        session.sql("SELECT add(a, b) AS s FROM t", progress=True).write_parquet(sys.argv[3])
+        session.sql("SELECT count(*) FROM t", progress=True).to_arrow()  # no model: no bar
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(MODELS / "adder"), str(features), str(tmp_path / "s.parquet")],
+        capture_output=True, text=True, check=True,
+    )
+    bars = [line for line in done.stderr.replace("\r", "\n").splitlines() if line.startswith("scoring")]
+    assert bars, done.stderr
+    assert "100%" in bars[-1] and "200k/200k" in bars[-1], bars[-1]
