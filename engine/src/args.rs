@@ -49,6 +49,11 @@ pub struct QueryArgs {
     /// Inference params of model NAME as a JSON object.
     #[arg(long = "params", value_name = "NAME=JSON")]
     pub params: Vec<String>,
+    /// What calls of model NAME do with rows whose prediction fails: raise (the query
+    /// fails, as spark_udf's job does), null (those rows are NULL) or struct (each row
+    /// is struct<value, error>); failing batches are re-scored in halves to find the rows.
+    #[arg(long = "on-error", value_name = "NAME=MODE")]
+    pub on_errors: Vec<String>,
     #[command(flatten)]
     pub load: LoadFlags,
     /// Register a Parquet (or .csv) file, directory or glob as table NAME, local or in an

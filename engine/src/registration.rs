@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
-use mlfusion_udf::{LoadOptions, ModelLoader, PyModelUdf};
+use mlfusion_udf::{LoadOptions, ModelLoader, OnError, PyModelUdf};
 use serde_json::{Map, Value};
 
 use crate::args::{LoadFlags, split_assignment};
@@ -22,6 +22,7 @@ pub struct ModelRegistration {
     pub uri: String,
     pub result_type: Option<String>,
     pub params: Option<Value>,
+    pub on_error: OnError,
     pub options: LoadOptions,
 }
 
@@ -29,7 +30,10 @@ pub struct ModelRegistration {
 /// from a blocking context, not from an async task.
 pub fn model_udf(loader: &ModelLoader, m: &ModelRegistration) -> mlfusion_udf::Result<ScalarUDF> {
     let model = Arc::new(loader.load_in(&m.name, &m.uri, &m.options)?);
-    let scorer = Arc::new(model.scorer(m.result_type.as_deref(), m.params.as_ref())?);
+    let binding = model
+        .binding(m.result_type.as_deref(), m.params.as_ref())?
+        .with_on_error(m.on_error);
+    let scorer = Arc::new(model.bind(binding)?);
     Ok(PyModelUdf::new(&m.name, scorer).into_udf())
 }
 
@@ -57,12 +61,13 @@ pub async fn load_models(
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
 }
 
-/// Combines `--model`, `--result-type`, `--params`, `--model-config` and `--extra-env`
-/// flags into registrations.
+/// Combines `--model`, `--result-type`, `--params`, `--on-error`, `--model-config` and
+/// `--extra-env` flags into registrations.
 pub fn model_registrations(
     models: &[String],
     result_types: &[String],
     params: &[String],
+    on_errors: &[String],
     load: &LoadFlags,
 ) -> Result<Vec<ModelRegistration>> {
     let mut out: Vec<ModelRegistration> = Vec::new();
@@ -102,6 +107,15 @@ pub fn model_registrations(
             message: mlfusion_udf::limits::json_error(&e),
         })?;
         out[i].params = Some(value);
+    }
+    for o in on_errors {
+        let (name, mode) = split_assignment("--on-error", o)?;
+        let i = lookup("--on-error", name)?;
+        out[i].on_error = mode.parse().map_err(|message| Error::BadArgument {
+            flag: "--on-error",
+            value: o.clone(),
+            message,
+        })?;
     }
     apply_load_flags(&mut out, load)?;
     Ok(out)

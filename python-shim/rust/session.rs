@@ -68,8 +68,9 @@ impl Session {
     }
 
     /// Loads the model at `uri` and binds it as the SQL function `name` (`--model`,
-    /// `--result-type`, `--params`, `--model-config`, `--extra-env`, `--env-manager`).
-    #[pyo3(signature = (name, uri, result_type=None, params=None, model_config=None, extra_env=Vec::new(), env_manager=None))]
+    /// `--result-type`, `--params`, `--model-config`, `--extra-env`, `--env-manager`,
+    /// `--on-error`).
+    #[pyo3(signature = (name, uri, result_type=None, params=None, model_config=None, extra_env=Vec::new(), env_manager=None, on_error=None))]
     #[allow(clippy::too_many_arguments)]
     fn register_model(
         &self,
@@ -81,6 +82,7 @@ impl Session {
         model_config: Option<&str>,
         extra_env: Vec<(String, String)>,
         env_manager: Option<&str>,
+        on_error: Option<&str>,
     ) -> PyResult<()> {
         let of_model = |value: &str| vec![format!("{name}={value}")];
         let load = LoadFlags {
@@ -94,6 +96,7 @@ impl Session {
             &of_model(uri),
             &result_type.map(of_model).unwrap_or_default(),
             &params.map(of_model).unwrap_or_default(),
+            &on_error.map(of_model).unwrap_or_default(),
             &load,
         )
         .map_err(|e| to_py(py, e))?;

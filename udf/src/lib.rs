@@ -68,5 +68,6 @@ pub use pyfunc::mlmodel::MlModel;
 pub use pyfunc::result_type::{ResultType, SparkType};
 pub use python::{
     Binding, EnvCache, EnvEntry, EnvManager, LoadOptions, ModelEnv, ModelLoader, ModelMetrics,
-    ModelStore, PyModel, ResolvedUri, Scorer, WorkerLimits, WorkerPool, WorkerStart, start_python,
+    ModelStore, OnError, PyModel, ResolvedUri, Scorer, WorkerLimits, WorkerPool, WorkerStart,
+    start_python,
 };

@@ -36,6 +36,6 @@ pub use environments::{EnvCache, EnvEntry, EnvManager, ModelEnv};
 pub use interpreter::start_python;
 pub use loader::ModelLoader;
 pub use metrics::ModelMetrics;
-pub use model::{Binding, LoadOptions, PyModel, Scorer};
+pub use model::{Binding, LoadOptions, OnError, PyModel, Scorer};
 pub use store::{ModelStore, ResolvedUri};
 pub use workers::{WorkerLimits, WorkerPool, WorkerStart};

@@ -60,7 +60,13 @@ async fn run_statements(args: QueryArgs) -> Result<String> {
         scripts.push(text);
     }
     let ctx = new_context(&args.session)?;
-    let models = model_registrations(&args.models, &args.result_types, &args.params, &args.load)?;
+    let models = model_registrations(
+        &args.models,
+        &args.result_types,
+        &args.params,
+        &args.on_errors,
+        &args.load,
+    )?;
     for t in &args.tables {
         let (name, path) = split_assignment("--table", t)?;
         register_table(&ctx, name, path).await?;

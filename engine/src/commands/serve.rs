@@ -210,7 +210,13 @@ fn registrations(
             ..Default::default()
         });
     }
-    let flags = model_registrations(&args.models, &args.result_types, &[], &LoadFlags::default())?;
+    let flags = model_registrations(
+        &args.models,
+        &args.result_types,
+        &[],
+        &[],
+        &LoadFlags::default(),
+    )?;
     for m in flags {
         if out.iter().any(|o| o.name == m.name) {
             return Err(Error::BadArgument {

@@ -4,6 +4,7 @@
 mod cli;
 mod delta;
 mod envs;
+mod errors;
 mod fixtures;
 mod hostile;
 mod limits;

@@ -42,9 +42,12 @@ class Session:
         model_config: Optional[Mapping[str, Any]] = None,
         extra_env: Optional[Mapping[str, str]] = None,
         env_manager: Optional[str] = None,
+        on_error: Optional[str] = None,
     ) -> "Session":
         """Loads the model at ``uri`` (a directory, ``runs:/``, ``models:/``, ...) and binds it
-        as the SQL function ``name``; ``result_type`` and ``params`` as in ``spark_udf``."""
+        as the SQL function ``name``; ``result_type`` and ``params`` as in ``spark_udf``;
+        ``on_error``: ``raise`` (default), ``null`` or ``struct`` for rows whose prediction
+        fails (``mlfusion query --on-error``)."""
         self._session.register_model(
             name,
             os.fspath(uri),
@@ -53,6 +56,7 @@ class Session:
             _json(model_config),
             [(str(k), str(v)) for k, v in (extra_env or {}).items()],
             env_manager,
+            on_error,
         )
         return self
 

@@ -115,10 +115,16 @@ fn register(set: &ExecutionPlanMetricsSet, model: &str) -> ModelMetrics {
         name: name("rows_scored"),
         count: metrics.rows.clone(),
     });
-    add(MetricValue::Count {
-        name: name("batches_scored"),
-        count: metrics.batches.clone(),
-    });
+    for (metric, count) in [
+        ("batches_scored", &metrics.batches),
+        ("failed_calls", &metrics.failed_calls),
+        ("failed_rows", &metrics.failed_rows),
+    ] {
+        add(MetricValue::Count {
+            name: name(metric),
+            count: count.clone(),
+        });
+    }
     for (metric, time) in [
         ("predict_time", &metrics.predict_time),
         ("convert_time", &metrics.convert_time),

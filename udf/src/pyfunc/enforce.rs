@@ -67,6 +67,22 @@ pub struct InputFrame {
     pub num_rows: usize,
 }
 
+impl InputFrame {
+    /// The rows `offset..offset + len` of the frame.
+    pub fn slice(&self, offset: usize, len: usize) -> Self {
+        Self {
+            labels: self.labels.clone(),
+            arrays: self
+                .arrays
+                .iter()
+                .map(|a| a.as_ref().map(|a| a.slice(offset, len)))
+                .collect(),
+            mode: self.mode,
+            num_rows: len,
+        }
+    }
+}
+
 /// Builds the frame `spark_udf` passes to `predict` for UDF arguments `args`, then
 /// enforces the model's ColSpec input schema on it (unless the schema came from type
 /// hints: `PyFuncModel` leaves the input to the model's wrapper then).

@@ -6,9 +6,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, ArrayData, ArrayRef, make_array};
-use arrow::compute::cast;
-use arrow::datatypes::DataType;
+use arrow::array::{
+    Array, ArrayData, ArrayRef, StringArray, StructArray, make_array, new_null_array,
+};
+use arrow::compute::{cast, concat};
+use arrow::datatypes::{DataType, Field, Fields};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 use pyo3_arrow::PyArray;
@@ -285,6 +287,7 @@ impl PyModel {
         Ok(Binding {
             result_type: ResultType::resolve(result_type, signature.outputs.as_ref())?,
             params: validate_params(&self.name, params, signature.params.as_deref())?,
+            on_error: OnError::Raise,
         })
     }
 
@@ -294,8 +297,16 @@ impl PyModel {
         let Binding {
             result_type,
             params,
+            on_error,
         } = &binding;
-        let return_type = result_type.spark.to_arrow()?;
+        let value_type = result_type.spark.to_arrow()?;
+        let return_type = match on_error {
+            OnError::Struct => DataType::Struct(Fields::from(vec![
+                Field::new("value", value_type.clone(), true),
+                Field::new("error", DataType::Utf8, true),
+            ])),
+            OnError::Raise | OnError::Null => value_type.clone(),
+        };
         let datetime_params: Vec<_> = signature
             .params
             .iter()
@@ -347,6 +358,7 @@ impl PyModel {
         };
         Ok(Scorer {
             model: Arc::clone(self),
+            value_type,
             return_type,
             binding,
             python,
@@ -355,14 +367,61 @@ impl PyModel {
 }
 
 /// What a scorer is bound to: the result type and the params `predict` receives, as
-/// validated by [`PyModel::binding`].
+/// validated by [`PyModel::binding`], and what it does with rows that fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
     result_type: ResultType,
     params: Option<Value>,
+    on_error: OnError,
+}
+
+/// What a model call does with the rows whose prediction fails (`--on-error`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum OnError {
+    /// The call fails, as `spark_udf`'s does.
+    #[default]
+    Raise,
+    /// The rows that fail are NULL; the others keep their predictions.
+    Null,
+    /// `struct<value: T, error: string>`: each row's prediction, or why it failed.
+    Struct,
+}
+
+impl std::str::FromStr for OnError {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "raise" => Ok(Self::Raise),
+            "null" => Ok(Self::Null),
+            "struct" => Ok(Self::Struct),
+            _ => Err(format!("unknown on_error '{s}': raise, null or struct")),
+        }
+    }
+}
+
+impl OnError {
+    /// The name `--on-error` and the JSON bodies take.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Raise => "raise",
+            Self::Null => "null",
+            Self::Struct => "struct",
+        }
+    }
 }
 
 impl Binding {
+    /// The same binding, doing `on_error` with rows that fail.
+    pub fn with_on_error(self, on_error: OnError) -> Self {
+        Self { on_error, ..self }
+    }
+
+    /// What a call does with rows that fail.
+    pub fn on_error(&self) -> OnError {
+        self.on_error
+    }
+
     /// The result type as resolved: the Spark type and whether it was inferred.
     pub fn result_type(&self) -> &ResultType {
         &self.result_type
@@ -378,6 +437,10 @@ impl Binding {
 #[derive(Debug)]
 pub struct Scorer {
     model: Arc<PyModel>,
+    /// The Arrow type of the predictions.
+    value_type: DataType,
+    /// The Arrow type of the call's result: the predictions', or a struct of them and
+    /// the errors (`on_error = struct`).
     return_type: DataType,
     binding: Binding,
     python: PyScorer,
@@ -419,10 +482,68 @@ impl Scorer {
 
     /// Scores one input frame; the result has exactly `frame.num_rows` rows of the
     /// return type. An empty frame never reaches the model. Counts into `metrics`.
+    ///
+    /// Unless the binding's `on_error` is `raise`, a call that fails is retried on each
+    /// half of its rows, down to the rows that fail alone, which become NULL (and carry
+    /// their error with `struct`): with f such rows in a batch of n, at most about
+    /// 2·f·log2(n) more calls, and none when every row scores.
     pub fn predict(&self, frame: &InputFrame, metrics: &ModelMetrics) -> Result<ArrayRef> {
         if frame.num_rows == 0 {
             return Ok(arrow::array::new_empty_array(&self.return_type));
         }
+        if self.binding.on_error == OnError::Raise {
+            return self.predict_frame(frame, metrics);
+        }
+        let mut errors = Vec::with_capacity(frame.num_rows);
+        let values = self.predict_rows(frame, metrics, &mut errors)?;
+        if self.binding.on_error == OnError::Null {
+            return Ok(values);
+        }
+        let DataType::Struct(fields) = &self.return_type else {
+            unreachable!("on_error = struct returns a struct")
+        };
+        let errors: ArrayRef = Arc::new(StringArray::from(errors));
+        Ok(Arc::new(StructArray::try_new(
+            fields.clone(),
+            vec![values, errors],
+            None,
+        )?))
+    }
+
+    /// The predictions of `frame`, where a failing call is split in halves until the
+    /// rows that fail alone are found: those are NULL, their errors pushed to `errors`
+    /// (one entry per row, `None` for a row that scored).
+    fn predict_rows(
+        &self,
+        frame: &InputFrame,
+        metrics: &ModelMetrics,
+        errors: &mut Vec<Option<String>>,
+    ) -> Result<ArrayRef> {
+        let error = match self.predict_frame(frame, metrics) {
+            Ok(values) => {
+                errors.extend(std::iter::repeat_n(None, frame.num_rows));
+                return Ok(values);
+            }
+            Err(error) => error,
+        };
+        metrics.failed_calls.add(1);
+        if frame.num_rows == 1 {
+            metrics.rows.add(1); // answered, with NULL
+            metrics.failed_rows.add(1);
+            // The cause, without the traceback that follows it.
+            let message = error.to_string();
+            errors.push(Some(message.lines().next().unwrap_or_default().to_owned()));
+            return Ok(new_null_array(&self.value_type, 1));
+        }
+        let half = frame.num_rows / 2;
+        let first = self.predict_rows(&frame.slice(0, half), metrics, errors)?;
+        let second =
+            self.predict_rows(&frame.slice(half, frame.num_rows - half), metrics, errors)?;
+        Ok(concat(&[first.as_ref(), second.as_ref()])?)
+    }
+
+    /// Scores `frame` in one call, as the binding's value type.
+    fn predict_frame(&self, frame: &InputFrame, metrics: &ModelMetrics) -> Result<ArrayRef> {
         let name = self.model.name();
         let waiting = Instant::now();
         let data = match (&self.python, &self.model.runtime) {
@@ -451,10 +572,10 @@ impl Scorer {
                 found: array.len(),
             });
         }
-        if array.data_type() == &self.return_type {
+        if array.data_type() == &self.value_type {
             return Ok(array);
         }
-        cast(&array, &self.return_type).map_err(|e| Error::Output {
+        cast(&array, &self.value_type).map_err(|e| Error::Output {
             model: name.to_owned(),
             expected: self.result_type().to_string(),
             message: e.to_string(),
