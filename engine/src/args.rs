@@ -353,10 +353,14 @@ pub struct ServeArgs {
     /// The result type clients of model NAME get unless they ask for another.
     #[arg(long = "result-type", value_name = "NAME=DDL")]
     pub result_types: Vec<String>,
+    /// What calls of model NAME do with rows that fail unless they ask otherwise: raise,
+    /// null or struct (see `mlfusion query --on-error`).
+    #[arg(long = "on-error", value_name = "NAME=MODE")]
+    pub on_errors: Vec<String>,
     #[command(flatten)]
     pub load: LoadFlags,
-    /// A YAML file of models: `models: {NAME: {uri: URI, result_type: DDL, env_manager: uv,
-    /// model_config: {...}, extra_env: {VAR: VALUE}}}`.
+    /// A YAML file of models: `models: {NAME: {uri: URI, result_type: DDL, on_error: null,
+    /// env_manager: uv, model_config: {...}, extra_env: {VAR: VALUE}}}`.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The address to listen on.

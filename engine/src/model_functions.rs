@@ -27,7 +27,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::{FunctionFactory, RegisterFunction, SessionState};
 use datafusion::logical_expr::{CreateFunction, Expr};
 use mlfusion_udf::python::interpreter::linked_version;
-use mlfusion_udf::{EnvManager, ModelLoader, PyModelUdf, SparkType};
+use mlfusion_udf::{EnvManager, ModelLoader, OnError, PyModelUdf, SparkType};
 use serde_json::Value;
 
 use crate::registration::{ModelRegistration, extra_env, model_udf};
@@ -37,8 +37,8 @@ pub const LANGUAGE: &str = "mlflow";
 
 /// Creates model functions from `CREATE FUNCTION name() [RETURNS type] LANGUAGE mlflow AS
 /// 'uri-or-json'`. The body is the model's path or URI, or a JSON object with `uri` and
-/// optional `result_type` (Spark DDL), `params`, `env_manager`, `model_config` and
-/// `extra_env`.
+/// optional `result_type` (Spark DDL), `params`, `on_error`, `env_manager`,
+/// `model_config` and `extra_env`.
 #[derive(Debug)]
 pub struct ModelFunctionFactory {
     loader: ModelLoader,
@@ -52,8 +52,8 @@ impl ModelFunctionFactory {
 }
 
 /// The model a `CREATE FUNCTION name ... AS 'body'` registers: the body is a path or URI,
-/// or a JSON object with `uri` and optional `result_type`, `params`, `env_manager`,
-/// `model_config` and `extra_env`.
+/// or a JSON object with `uri` and optional `result_type`, `params`, `on_error`,
+/// `env_manager`, `model_config` and `extra_env`.
 fn parse_body(name: &str, body: &str) -> Result<ModelRegistration> {
     let body = body.trim();
     let mut registration = ModelRegistration {
@@ -86,6 +86,16 @@ fn parse_body(name: &str, body: &str) -> Result<ModelRegistration> {
         }
     };
     registration.params = json.get("params").cloned();
+    registration.on_error = match json.get("on_error") {
+        None | Some(Value::Null) => OnError::Raise,
+        Some(Value::String(s)) => s.parse().map_err(bad)?,
+        Some(other) => {
+            return Err(bad(format!(
+                "\"on_error\" must be \"raise\", \"null\" or \"struct\", got {}",
+                mlfusion_udf::limits::abbreviate(&other.to_string(), 200)
+            )));
+        }
+    };
     registration.options.env_manager = match json.get("env_manager") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(EnvManager::from_str(s).map_err(bad)?),
@@ -291,6 +301,9 @@ mod tests {
         assert_eq!(json.uri, "p");
         assert_eq!(json.result_type.as_deref(), Some("array<double>"));
         assert_eq!(json.params, Some(serde_json::json!({"k": 1})));
+        let tolerant = parse_body("m", r#"{"uri": "p", "on_error": "struct"}"#).expect("parses");
+        assert_eq!(tolerant.on_error, OnError::Struct);
+        assert!(parse_body("m", r#"{"uri": "p", "on_error": "skip"}"#).is_err());
         assert!(parse_body("m", r#"{"result_type": "double"}"#).is_err());
         assert!(parse_body("m", r#"{"uri": "p", "result_type": 3}"#).is_err());
     }

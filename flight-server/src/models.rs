@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use mlfusion_udf::{Binding, ModelMetrics, PyModel, Scorer};
+use mlfusion_udf::{Binding, ModelMetrics, OnError, PyModel, Scorer};
 use tonic::Status;
 
 /// The default of [`ServedModels::with_max_bindings`].
@@ -18,6 +18,8 @@ pub const DEFAULT_MAX_BINDINGS: usize = 64;
 pub struct ServedModel {
     model: Arc<PyModel>,
     default_result_type: Option<String>,
+    /// What calls that do not say do with rows that fail.
+    default_on_error: OnError,
     /// Why the default binding failed, if it did: calls that rely on it fail with this.
     default_error: Option<String>,
     /// Most recently used last.
@@ -44,12 +46,14 @@ impl ServedModel {
         self.lock().len()
     }
 
-    /// The scorer for `result_type` (default: the server's, then the model's) and
-    /// `params`, created on first use (it runs Python: call from a blocking thread).
+    /// The scorer for `result_type` (default: the server's, then the model's), `params`
+    /// and `on_error` (default: the server's), created on first use (it runs Python: call
+    /// from a blocking thread).
     pub fn scorer(
         &self,
         result_type: Option<&str>,
         params: Option<&serde_json::Value>,
+        on_error: Option<OnError>,
     ) -> Result<Arc<Scorer>, Status> {
         let result_type = result_type.or(self.default_result_type.as_deref());
         if result_type.is_none()
@@ -60,7 +64,8 @@ impl ServedModel {
         let binding = self
             .model
             .binding(result_type, params)
-            .map_err(|e| self.status(&e))?;
+            .map_err(|e| self.status(&e))?
+            .with_on_error(on_error.unwrap_or(self.default_on_error));
         {
             let mut bindings = self.lock();
             if let Some(i) = bindings.iter().position(|(b, _)| *b == binding) {
@@ -127,17 +132,22 @@ impl ServedModels {
         self
     }
 
-    /// Adds a loaded model under its name, with the result type clients get by default,
-    /// and binds that default now. A result type given here that does not bind is an
+    /// Adds a loaded model under its name, with the result type and `on_error` clients
+    /// get by default, and binds that default now. A result type given here that does not bind is an
     /// error; a default inferred from the model that cannot be (as `spark_udf` fails
     /// only that UDF) leaves the model served for calls that pass a result type.
     pub fn insert(
         &mut self,
         model: PyModel,
         default_result_type: Option<String>,
+        default_on_error: OnError,
     ) -> mlfusion_udf::Result<()> {
         let model = Arc::new(model);
-        let (bindings, default_error) = match model.scorer(default_result_type.as_deref(), None) {
+        let default = model
+            .binding(default_result_type.as_deref(), None)
+            .map(|b| b.with_on_error(default_on_error))
+            .and_then(|b| model.bind(b));
+        let (bindings, default_error) = match default {
             Ok(scorer) => {
                 let binding = scorer.binding().clone();
                 (VecDeque::from([(binding, Arc::new(scorer))]), None)
@@ -150,6 +160,7 @@ impl ServedModels {
             Arc::new(ServedModel {
                 model,
                 default_result_type,
+                default_on_error,
                 default_error,
                 bindings: Mutex::new(bindings),
                 max_bindings: self.max_bindings,

@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 
+use mlfusion_udf::OnError;
 use serde::Deserialize;
 use serde_json::Value;
 use tonic::Status;
@@ -40,12 +41,22 @@ pub struct Command {
     pub params: Option<Value>,
     #[serde(default)]
     pub call: CallForm,
+    /// What the call does with rows whose prediction fails (the served default if absent).
+    #[serde(default, deserialize_with = "on_error")]
+    pub on_error: Option<OnError>,
     /// `spark_udf`'s `model_config`: must load the model as the server loaded it.
     #[serde(default)]
     pub model_config: Option<serde_json::Map<String, Value>>,
     /// `spark_udf`'s `extra_env`: must be the env the server gave the model.
     #[serde(default)]
     pub extra_env: Option<BTreeMap<String, String>>,
+}
+
+/// `on_error` by name, refused naming the field and the modes.
+fn on_error<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<OnError>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|mode| mode.parse().map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 impl Command {
@@ -70,6 +81,9 @@ mod tests {
         assert_eq!((c.model.as_str(), c.call), ("m", CallForm::Columns));
         let c = Command::parse(br#"{"model": "m", "call": "struct", "params": {"k": 1}}"#).unwrap();
         assert_eq!(c.call, CallForm::Struct);
+        let c = Command::parse(br#"{"model": "m", "on_error": "null"}"#).unwrap();
+        assert_eq!(c.on_error, Some(OnError::Null));
+        assert!(Command::parse(br#"{"model": "m", "on_error": "skip"}"#).is_err());
         assert!(Command::parse(br#"{"model": "m", "path": "/etc"}"#).is_err());
         assert!(Command::parse(b"not json").is_err());
         let deep = format!(

@@ -253,7 +253,7 @@ impl ModelFlightService {
             m.model()
                 .check_load_options(c.model_config.as_ref(), c.extra_env.as_ref())
                 .map_err(|e| Status::failed_precondition(e.to_string()))?;
-            m.scorer(c.result_type.as_deref(), c.params.as_ref())
+            m.scorer(c.result_type.as_deref(), c.params.as_ref(), c.on_error)
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?
@@ -268,6 +268,7 @@ impl ModelFlightService {
         let mut metadata = describe(&served);
         metadata["result_type"] = json!(scorer.result_type().to_string());
         metadata["params"] = json!(scorer.params());
+        metadata["on_error"] = json!(scorer.binding().on_error().as_str());
         FlightInfo::new()
             .try_with_schema(&result_schema(&scorer))
             .map_err(|e| Status::internal(e.to_string()))

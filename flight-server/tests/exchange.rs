@@ -11,7 +11,7 @@ use arrow_flight::error::FlightError;
 use arrow_flight::{Action, FlightClient, FlightDescriptor};
 use futures::TryStreamExt;
 use mlfusion_flight::{ServedModels, serve};
-use mlfusion_udf::{LoadOptions, MlModel, PyModel, WorkerLimits};
+use mlfusion_udf::{LoadOptions, MlModel, OnError, PyModel, WorkerLimits};
 use tokio::net::TcpListener;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -34,7 +34,9 @@ async fn start_server() -> String {
         for name in ["adder", "raiser", "labeler"] {
             let model = PyModel::load(name, test_model(name)).expect("model loads");
             let default = (name == "labeler").then(|| "label string, score double".to_owned());
-            models.insert(model, default).expect("binds");
+            models
+                .insert(model, default, OnError::Raise)
+                .expect("binds");
         }
         models
     })
@@ -186,7 +188,7 @@ async fn batches_scored_side_by_side_are_answered_in_order() {
         )
         .expect("model loads");
         let mut models = ServedModels::default();
-        models.insert(model, None).expect("binds");
+        models.insert(model, None, OnError::Raise).expect("binds");
         models
     })
     .await

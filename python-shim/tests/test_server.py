@@ -24,7 +24,7 @@ from conftest import MODELS
 from pyspark.sql import functions as F
 
 import mlfusion
-from mlfusion._client import Connection, exchange
+from mlfusion._client import Connection, describe, exchange
 
 TOKEN = "t0k3n-for-tests"
 
@@ -152,6 +152,28 @@ def test_a_failing_model_does_not_disturb_a_concurrent_stream(test_models, spark
     df = spark.range(-2, 3).select(F.col("id").alias("a"))
     with pytest.raises(Exception, match="model 'raiser': predict raised ValueError: negative input"):
         df.select(raiser("a")).collect()
+
+
+def test_on_error_keeps_the_rows_that_score(test_models, spark):
+    """A model raising on some rows: with on_error, exactly those rows are NULL or carry
+    their error, every other row has its prediction, in order."""
+    df = spark.range(0, 5000, numPartitions=2).select(
+        F.when(F.col("id").isin(3, 2500, 4999), -1.0).otherwise(F.col("id") * 1.0).alias("a"), "id")
+    nulls = mlfusion.spark_udf(spark, "raiser", "double", server=test_models.location, on_error="null")
+    got = df.select("id", nulls("a").alias("p")).orderBy("id").collect()
+    assert [r.id for r in got if r.p is None] == [3, 2500, 4999]
+    assert all(r.p == float(r.id) for r in got if r.p is not None)
+    structs = mlfusion.spark_udf(spark, "raiser", "double", server=test_models.location, on_error="struct")
+    got = df.select("id", structs("a").alias("p")).orderBy("id").collect()
+    failed = [(r.id, r.p.error) for r in got if r.p.error is not None]
+    assert [i for i, _ in failed] == [3, 2500, 4999]
+    assert all("predict raised ValueError: negative input" in e for _, e in failed), failed
+    assert all(r.p.value == float(r.id) for r in got if r.p.error is None)
+    with pytest.raises(mlfusion.MlfusionError, match="on_error"):
+        mlfusion.spark_udf(spark, "raiser", "double", server=test_models.location, on_error="skip")
+    # Another client sending it to the server directly: refused naming the field.
+    with pytest.raises(mlfusion.MlfusionError, match="unknown on_error 'skip': raise, null or struct"):
+        describe(Connection.of(test_models.location, None, None), "raiser", "double", None, {"on_error": "skip"})
 
 
 def test_large_batches_get_one_answer_each(test_models):

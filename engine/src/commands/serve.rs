@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::sync::Mutex;
 
 use mlfusion_flight::{Access, FlightServer, Limits, ServedModels};
-use mlfusion_udf::{EnvManager, LoadOptions, ModelLoader, PyModel};
+use mlfusion_udf::{EnvManager, LoadOptions, ModelLoader, OnError, PyModel};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
@@ -75,6 +75,9 @@ struct ConfigModel {
     uri: String,
     #[serde(default)]
     result_type: Option<String>,
+    /// What calls that do not say do with rows that fail: raise, null or struct.
+    #[serde(default)]
+    on_error: Option<OnError>,
     /// `local` or `uv`: this model's env manager instead of `--env-manager`.
     #[serde(default)]
     env_manager: Option<String>,
@@ -201,6 +204,7 @@ fn registrations(
         out.push(ModelRegistration {
             uri: m.uri,
             result_type: m.result_type,
+            on_error: m.on_error.unwrap_or_default(),
             options: LoadOptions {
                 env_manager,
                 model_config: m.model_config,
@@ -214,7 +218,7 @@ fn registrations(
         &args.models,
         &args.result_types,
         &[],
-        &[],
+        &args.on_errors,
         &LoadFlags::default(),
     )?;
     for m in flags {
@@ -274,7 +278,7 @@ fn load(
         let model = model.into_inner().unwrap_or_else(|e| e.into_inner());
         // A model not loaded comes after one that failed, which is reported first.
         let Some(model) = model else { continue };
-        models.insert(model?, r.result_type)?;
+        models.insert(model?, r.result_type, r.on_error)?;
     }
     Ok(models)
 }

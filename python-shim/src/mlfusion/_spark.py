@@ -34,6 +34,7 @@ def spark_udf(
     tls_root_certs: Union[str, bytes, None] = None,
     model_config: Union[dict, str, None] = None,
     extra_env: Optional[dict] = None,
+    on_error: Optional[str] = None,
 ):
     """``mlflow.pyfunc.spark_udf`` for a model served by ``mlfusion serve``.
 
@@ -44,15 +45,25 @@ def spark_udf(
     the model sees the field names), or nothing for a model whose signature names its
     inputs. Results are ``spark_udf``'s. ``model_config`` (a dict, or a YAML file) and
     ``extra_env`` are checked against how the server loaded the model (a server loads
-    each model once: serve one name per config).
+    each model once: serve one name per config). ``on_error`` (beyond ``spark_udf``):
+    ``"raise"`` fails the task on a row whose prediction fails, ``"null"`` makes such
+    rows NULL, ``"struct"`` returns ``struct<value, error>`` (default: the server's).
     """
     from pyspark.sql.functions import arrow_udf
 
     conn = Connection.of(server, token, tls_root_certs)
     ddl = _ddl(result_type)
     load = _load_options(model_config, extra_env)
+    if on_error is not None:
+        if on_error not in ("raise", "null", "struct"):
+            raise MlfusionError(f"model '{model}': on_error must be 'raise', 'null' or 'struct', got {on_error!r}")
+        load["on_error"] = on_error
     info = describe(conn, model, ddl, params, load)
     spark_type = _spark_type(spark, result_type, info)
+    if info.metadata.get("on_error") == "struct" and result_type is not None:
+        from pyspark.sql.types import StringType, StructField, StructType
+
+        spark_type = StructType([StructField("value", spark_type), StructField("error", StringType())])
     arrow_type = _arrow_type(spark_type)
 
     rows = _batch_rows(info)

@@ -376,7 +376,8 @@ pub struct Binding {
 }
 
 /// What a model call does with the rows whose prediction fails (`--on-error`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OnError {
     /// The call fails, as `spark_udf`'s does.
     #[default]
