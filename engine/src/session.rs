@@ -7,9 +7,11 @@ use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use mlfusion_udf::{ModelBatchesRule, ModelCallRewrites, ModelCallsOnce, ModelMetricsRule};
+use mlfusion_udf::{
+    ModelBatchesRule, ModelCallRewrites, ModelCallsOnce, ModelMetricsRule, ParamsArgument,
+};
 
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
 
 use crate::args::SessionArgs;
@@ -50,6 +52,7 @@ pub fn new_context(settings: &SessionArgs) -> Result<SessionContext> {
     // URL tables: `SELECT ... FROM 'data/*.parquet'`, as in datafusion-cli.
     let mut ctx = enable_url_tables(SessionContext::new_with_state(state));
     ctx.register_function_rewrite(Arc::new(ModelCallRewrites))?;
+    ctx.register_udf(ScalarUDF::new_from_impl(ParamsArgument::default()));
     ctx.register_udtf("models", Arc::new(ModelsTable));
     Ok(ctx)
 }

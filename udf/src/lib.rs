@@ -59,7 +59,7 @@ pub mod pyfunc;
 pub mod python;
 
 pub use error::{Error, Result};
-pub use plan::call_forms::ModelCallRewrites;
+pub use plan::call_forms::{ModelCallRewrites, ParamsArgument};
 pub use plan::call_metrics::{ModelCallsExec, ModelMetricsRule};
 pub use plan::call_placement::ModelCallsOnce;
 pub use plan::model_batches::{ModelBatchesExec, ModelBatchesRule};

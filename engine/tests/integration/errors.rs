@@ -1,6 +1,6 @@
 //! `--on-error`: rows whose prediction fails become NULL (`null`) or carry their error
 //! (`struct`), every other row keeps its prediction, found by re-scoring halves of a
-//! failing batch within O(failing rows x log batch size) extra calls.
+//! failing batch within O(failing rows x log batch size) extra calls. Params per call.
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Float64Type, Int64Type};
@@ -151,4 +151,52 @@ fn an_unknown_mode_is_refused_naming_the_flag() {
     ]);
     let err = crate::fixtures::failure_naming(&out, &["--on-error", "raise, null or struct"]);
     assert!(err.contains("r=skip"), "{err}");
+}
+
+#[test]
+fn one_query_scores_a_model_with_two_params_and_bad_params_fail_at_planning() {
+    // The churn model's params schema: threshold, a double (default 0.0); with a
+    // threshold it answers 1.0 or 0.0, the probability at or over the threshold or not.
+    let churn = format!("churn={}", test_model("churn"));
+    let sql = "SELECT churn(t, c, s) AS plain, \
+        churn(t, c, s, params('{\"threshold\": 0.5}')) AS half, \
+        churn(t, c, s, params('{\"threshold\": 0.99}')) AS high \
+        FROM (VALUES (1, 99.0, 5), (60, 20.0, 0), (24, 50.0, 1)) v(t, c, s) ORDER BY t";
+    for workers in ["0", "1"] {
+        let out = success(&mlfusion(&[
+            "query",
+            "--workers",
+            workers,
+            "--model",
+            &churn,
+            "--format",
+            "csv",
+            sql,
+        ]));
+        let rows: Vec<Vec<f64>> = out
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(|v| v.parse().expect("a number")).collect())
+            .collect();
+        assert_eq!(rows.len(), 3, "{out}");
+        for row in &rows {
+            let [plain, half, high] = row[..] else {
+                panic!("{out}")
+            };
+            assert!(plain > 0.0 && plain < 1.0, "{out}");
+            assert_eq!(half, f64::from(u8::from(plain >= 0.5)), "{out}");
+            assert_eq!(high, f64::from(u8::from(plain >= 0.99)), "{out}");
+        }
+        let halves: Vec<f64> = rows.iter().map(|r| r[1]).collect();
+        assert!(halves.contains(&0.0) && halves.contains(&1.0), "{out}");
+    }
+    let bad = mlfusion(&[
+        "query",
+        "--model",
+        &churn,
+        "SELECT churn(1, 2.0, 3, params('{\"threshold\": \"high\"}'))",
+    ]);
+    crate::fixtures::failure_naming(&bad, &["churn", "threshold"]);
+    let misplaced = mlfusion(&["query", "SELECT params('{}')"]);
+    crate::fixtures::failure_naming(&misplaced, &["only the last argument of a model call"]);
 }

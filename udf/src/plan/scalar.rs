@@ -2,7 +2,7 @@
 //! frame built and enforced, the scorer called, predictions out.
 
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{DataFusionError, plan_err};
@@ -16,6 +16,13 @@ use crate::pyfunc::enforce::{build_input, missing_required_message, schema_label
 use crate::pyfunc::signature::Schema;
 use crate::python::{ModelMetrics, Scorer};
 
+/// Scorers of calls with params of their own (`params(...)`) kept per model function:
+/// repeating the same params reuses the binding, so the call is scored once per row.
+const MAX_CALL_PARAMS: usize = 64;
+
+/// Scorers bound to the params of `params(...)` arguments, by those params.
+type CallParams = Mutex<Vec<(serde_json::Value, Arc<Scorer>)>>;
+
 /// A model bound to a result type and params, callable from SQL as `name(...)`.
 ///
 /// Call forms: positional columns `m(a, b)`; one struct `m(named_struct('a', x, ...))`
@@ -27,6 +34,7 @@ pub struct PyModelUdf {
     scorer: Arc<Scorer>,
     signature: Signature,
     metrics: ModelMetrics,
+    call_params: Arc<CallParams>,
 }
 
 impl PyModelUdf {
@@ -43,6 +51,7 @@ impl PyModelUdf {
                 Volatility::Volatile,
             ),
             metrics: ModelMetrics::default(),
+            call_params: Arc::default(),
         }
     }
 
@@ -53,7 +62,37 @@ impl PyModelUdf {
             scorer: Arc::clone(&self.scorer),
             signature: self.signature.clone(),
             metrics,
+            call_params: Arc::clone(&self.call_params),
         }
+    }
+
+    /// The function bound to `params` instead of its own (a call's `params(...)`),
+    /// validated against the model's params schema now.
+    pub(crate) fn with_params(&self, params: &serde_json::Value) -> Result<ScalarUDF> {
+        let mut cached = self.call_params.lock().expect("not poisoned");
+        let scorer = match cached.iter().find(|(p, _)| p == params) {
+            Some((_, scorer)) => Arc::clone(scorer),
+            None => {
+                let model = self.scorer.model();
+                let external = |e| DataFusionError::External(Box::new(e));
+                let binding = model
+                    .with_params(self.scorer.binding(), Some(params))
+                    .map_err(external)?;
+                let scorer = Arc::new(model.bind(binding).map_err(external)?);
+                if cached.len() < MAX_CALL_PARAMS {
+                    cached.push((params.clone(), Arc::clone(&scorer)));
+                }
+                scorer
+            }
+        };
+        Ok(Self {
+            name: self.name.clone(),
+            scorer,
+            signature: self.signature.clone(),
+            metrics: ModelMetrics::default(),
+            call_params: Arc::default(),
+        }
+        .into_udf())
     }
 
     /// Wraps it as a [`ScalarUDF`] ready for `SessionContext::register_udf`.

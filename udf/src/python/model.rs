@@ -291,6 +291,15 @@ impl PyModel {
         })
     }
 
+    /// `binding` with other params (validated, defaults filled in): the same result type
+    /// and `on_error`.
+    pub fn with_params(&self, binding: &Binding, params: Option<&Value>) -> Result<Binding> {
+        Ok(Binding {
+            params: validate_params(&self.name, params, self.mlmodel.signature.params.as_deref())?,
+            ..binding.clone()
+        })
+    }
+
     /// A scorer for `binding` (from [`PyModel::binding`]).
     pub fn bind(self: &Arc<Self>, binding: Binding) -> Result<Scorer> {
         let signature = &self.mlmodel.signature;
