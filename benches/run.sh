@@ -3,7 +3,8 @@
 # (the datafusion Python package), a release build, then bench.py (data and models are
 # made on first use under target/bench; arguments go to it, e.g. --models linear), the
 # short job (short_job.py), the whole process on 1,000,000 rows against datafusion-py,
-# and serve's start-up with 50 models (serve_startup.py).
+# serve's start-up with 50 models (serve_startup.py), and the linear job read from an S3
+# server on loopback against local files (stores.py).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/venv.sh
@@ -16,3 +17,4 @@ python=(env -u VIRTUAL_ENV .venv/bin/python)
 "${python[@]}" benches/bench.py --bin "$bin" --rows 1000000 --paths mlfusion,datafusion-py \
   --json target/bench/results-1000000.json
 "${python[@]}" benches/serve_startup.py --bin "$bin" --models 50
+"${python[@]}" benches/stores.py --bin "$bin"
