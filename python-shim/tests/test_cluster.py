@@ -53,7 +53,7 @@ def cluster(tmp_path):
                "--memory", "1g", "--webui-port", str(free_port()), "--work-dir", str(tmp_path / f"work{i}"),
                master_url)  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # JVMs start slowly on a loaded 2-core machine
         alive = 0
         while alive < 2:
             if time.monotonic() > deadline:
