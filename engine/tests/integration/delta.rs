@@ -11,8 +11,8 @@ use arrow::datatypes::{Float64Type, Int64Type};
 use serde_json::Value;
 
 use crate::fixtures::{
-    BIN, failure, failure_naming, features, mlfusion, python_fixture, read_parquet, repo,
-    signal_after_calls, sklearn_model, success, test_model,
+    BIN, failure, failure_naming, features, mlfusion, python_fixture, raiser_query, read_parquet,
+    repo, signal_after_calls, sklearn_model, success, test_model,
 };
 
 const ROWS: i64 = 4_000;
@@ -344,7 +344,6 @@ fn writes_delta_tables_that_the_deltalake_package_reads() {
 #[test]
 fn a_delta_write_that_fails_or_is_cancelled_leaves_no_version_and_no_files() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let raiser = format!("r={}", test_model("raiser"));
     let target = dir.path().join("scores");
     let location = target.display().to_string();
     // 20,000 rows in batches of 1,000, the last holding the one negative value; 1 KB
@@ -359,19 +358,7 @@ fn a_delta_write_that_fails_or_is_cancelled_leaves_no_version_and_no_files() {
             "COPY (SELECT value AS id, r({value}) AS p FROM generate_series(0, 19999)) TO '{location}' STORED AS DELTATABLE OPTIONS ('mode' '{mode}', 'target_file_size' '1KB')"
         )
     };
-    let run = |sql: &str| {
-        mlfusion(&[
-            "query",
-            "--workers",
-            "1",
-            "--batch-size",
-            "1000",
-            "--model",
-            &raiser,
-            "-c",
-            sql,
-        ])
-    };
+    let run = raiser_query;
     // A new table: nothing is left at its location.
     let err = failure(&run(&copy("error", true)));
     assert!(

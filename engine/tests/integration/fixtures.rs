@@ -37,6 +37,14 @@ pub(crate) fn mlfusion(args: &[&str]) -> Output {
         .expect("mlfusion runs")
 }
 
+/// `mlfusion query -c SQL` with the raiser model (it raises on a negative input) as `r`,
+/// in one worker, on batches of 1,000 rows.
+pub(crate) fn raiser_query(sql: &str) -> Output {
+    let raiser = format!("r={}", test_model("raiser"));
+    let args = ["query", "--workers", "1", "--batch-size", "1000"];
+    mlfusion(&[&args[..], &["--model", &raiser, "-c", sql]].concat())
+}
+
 /// stderr of a run that must fail.
 pub(crate) fn failure(out: &Output) -> String {
     assert!(

@@ -10,7 +10,8 @@ use arrow::array::AsArray;
 use arrow::datatypes::Float64Type;
 
 use crate::fixtures::{
-    BIN, failure, mlfusion, read_parquet, signal_after_calls, success, test_model, write_features,
+    BIN, failure, mlfusion, raiser_query, read_parquet, signal_after_calls, success, test_model,
+    write_features,
 };
 
 /// `array<` × n, then `double`, then `>` × n.
@@ -227,17 +228,7 @@ fn a_copy_whose_model_fails_halfway_leaves_no_file() {
             "COPY (SELECT r(CASE WHEN value = 199999 THEN -1.0 ELSE CAST(value AS DOUBLE) END) AS p FROM generate_series(0, 199999)) TO '{}' STORED AS PARQUET",
             path.display()
         );
-        let err = failure(&mlfusion(&[
-            "query",
-            "--workers",
-            "1",
-            "--batch-size",
-            "1000",
-            "--model",
-            &raiser,
-            "-c",
-            &sql,
-        ]));
+        let err = failure(&raiser_query(&sql));
         assert!(err.contains("model 'r'"), "{err}");
         assert!(!path.exists(), "{target} was left behind");
         assert_eq!(staged_files(dir.path()), Vec::<String>::new());
