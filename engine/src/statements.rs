@@ -2,9 +2,9 @@
 //! `COPY` (to files, object stores and Delta tables: whole or not at all) and DDL run at
 //! once; a query is planned, and runs when its rows are read.
 
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::SendableRecordBatchStream;
-use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement;
 
@@ -20,7 +20,7 @@ pub enum Prepared {
     Query(LogicalPlan),
     /// A statement that has run, and what it answers: the rows a `COPY` wrote, or no
     /// columns at all (DDL).
-    Done(SendableRecordBatchStream),
+    Done(SchemaRef, Vec<RecordBatch>),
 }
 
 /// Plans `statement`; runs it now unless it is a query. `progress` draws a bar for a
@@ -36,12 +36,7 @@ pub async fn prepare(
         let stream = execute(ctx, input, progress).await?;
         let written = write.write(ctx, stream).await?;
         let counts = delta::count_batch(written.rows)?;
-        let schema = counts.schema();
-        return Ok(Prepared::Done(Box::pin(MemoryStream::try_new(
-            vec![counts],
-            schema,
-            None,
-        )?)));
+        return Ok(Prepared::Done(counts.schema(), vec![counts]));
     }
     let plan = ctx.state().statement_to_plan(statement).await?;
     let plan = with_store_options(ctx, plan)?;
@@ -59,7 +54,5 @@ pub async fn prepare(
     if let Some(staged) = staged {
         staged.commit().await?;
     }
-    Ok(Prepared::Done(Box::pin(MemoryStream::try_new(
-        answered, schema, None,
-    )?)))
+    Ok(Prepared::Done(schema, answered))
 }

@@ -68,6 +68,15 @@ where
     }
 }
 
+/// [`wait`] with nothing to do between ticks but Python's signal handlers.
+fn block<F>(py: Python<'_>, runtime: &Runtime, future: F) -> PyResult<F::Output>
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    wait(py, runtime, future, |_| Ok(()))
+}
+
 /// A session's tokio runtime, shut down without waiting for its threads when the last
 /// reference goes: one of them may be waiting for the GIL that the dropping thread holds
 /// (a model called in this interpreter).

@@ -5,11 +5,9 @@
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use clap::{Parser, ValueEnum};
 use datafusion::datasource::MemTable;
-use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::SessionContext;
@@ -27,7 +25,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3_arrow::{PyRecordBatch, PySchema, PyTable};
 
-use crate::{Threads, to_py, wait};
+use crate::{Threads, block, to_py, wait};
 
 /// A session's options: the session flags of `mlfusion query` (`--workers`, ...).
 #[derive(Parser)]
@@ -106,11 +104,10 @@ impl Session {
                 model.options.env_manager = Some(manager);
             }
         }
-        let loaded = wait(
+        let loaded = block(
             py,
             &self.runtime,
             load_models(&self.ctx, &self.loader, models),
-            |_| Ok(()),
         )?;
         loaded.map_err(|e| to_py(py, e))
     }
@@ -118,12 +115,8 @@ impl Session {
     /// Registers the table `name`: a location as `--table` takes it (a Parquet file or
     /// directory, a URL, `delta:LOCATION[@VERSION]`, a Delta table's directory).
     fn register_table(&self, py: Python<'_>, name: &str, location: &str) -> PyResult<()> {
-        let registered = wait(
-            py,
-            &self.runtime,
-            mlfusion_engine::tables::register_table(&self.ctx, name, location),
-            |_| Ok(()),
-        )?;
+        let table = mlfusion_engine::tables::register_table(&self.ctx, name, location);
+        let registered = block(py, &self.runtime, table)?;
         registered.map_err(|e| to_py(py, e))
     }
 
@@ -149,34 +142,13 @@ impl Session {
             )));
         }
         let statement = statements.pop_front().expect("one statement");
-        let ctx = self.ctx.clone();
-        let prepared = wait(
-            py,
-            &self.runtime,
-            async move {
-                match prepare(&ctx, statement, false).await? {
-                    Prepared::Query(plan) => Ok(Planned::Query(plan)),
-                    Prepared::Done(stream) => {
-                        let schema = stream.schema();
-                        let batches = datafusion::physical_plan::common::collect(stream).await?;
-                        Ok(Planned::Done(schema, batches))
-                    }
-                }
-            },
-            |_| Ok(()),
-        )?;
+        let prepared = block(py, &self.runtime, prepare(&self.ctx, statement, false))?;
         Ok(Frame {
             runtime: Arc::clone(&self.runtime),
             ctx: self.ctx.clone(),
-            planned: prepared.map_err(|e: Error| to_py(py, e))?,
+            prepared: prepared.map_err(|e| to_py(py, e))?,
         })
     }
-}
-
-/// What a statement became: a query to run, or the rows of one that ran.
-enum Planned {
-    Query(LogicalPlan),
-    Done(SchemaRef, Vec<RecordBatch>),
 }
 
 /// The result of one SQL statement. A query runs each time it is read.
@@ -184,18 +156,18 @@ enum Planned {
 pub struct Frame {
     runtime: Arc<Threads>,
     ctx: SessionContext,
-    planned: Planned,
+    prepared: Prepared,
 }
 
 impl Frame {
     /// Starts the statement: its rows, and the counters of what its models score.
     async fn start(&self) -> Result<(SendableRecordBatchStream, Option<Arc<Scored>>)> {
-        match &self.planned {
-            Planned::Query(plan) => {
+        match &self.prepared {
+            Prepared::Query(plan) => {
                 let (physical, stream) = start(&self.ctx, plan.clone()).await?;
                 Ok((stream, Scored::of(&physical).map(Arc::new)))
             }
-            Planned::Done(schema, batches) => {
+            Prepared::Done(schema, batches) => {
                 let stream = MemoryStream::try_new(batches.clone(), Arc::clone(schema), None)?;
                 Ok((Box::pin(stream), None))
             }
@@ -208,16 +180,16 @@ impl Frame {
     /// The pyarrow schema of the rows.
     #[getter]
     fn schema<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let schema = match &self.planned {
-            Planned::Query(plan) => Arc::new(plan.schema().as_arrow().clone()),
-            Planned::Done(schema, _) => Arc::clone(schema),
+        let schema = match &self.prepared {
+            Prepared::Query(plan) => Arc::new(plan.schema().as_arrow().clone()),
+            Prepared::Done(schema, _) => Arc::clone(schema),
         };
         PySchema::new(schema).into_pyarrow(py)
     }
 
     /// Runs the statement; its record batches are read one at a time.
     fn execute(&self, py: Python<'_>) -> PyResult<Batches> {
-        let started = wait(py, &self.runtime, self.start(), |_| Ok(()))?;
+        let started = block(py, &self.runtime, self.start())?;
         let (stream, scored) = started.map_err(|e| to_py(py, e))?;
         Ok(Batches {
             runtime: Arc::clone(&self.runtime),
@@ -308,7 +280,7 @@ impl Batches {
         let Some(stream) = guard.as_mut() else {
             return Ok(None);
         };
-        let next = wait(py, &self.runtime, stream.next(), |_| Ok(()));
+        let next = block(py, &self.runtime, stream.next());
         match next {
             Ok(Some(Ok(batch))) => PyRecordBatch::new(batch).into_pyarrow(py).map(Some),
             Ok(Some(Err(e))) => {

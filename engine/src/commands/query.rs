@@ -5,6 +5,7 @@
 use std::io::{IsTerminal, Read};
 use std::time::Instant;
 
+use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{DFParser, Statement};
 use rustyline::DefaultEditor;
@@ -123,7 +124,7 @@ impl Runner<'_> {
     async fn run(&self, statement: Statement, last: bool) -> Result<Option<String>> {
         let stream = match prepare(&self.ctx, statement, self.progress).await? {
             Prepared::Query(plan) => execute(&self.ctx, plan, self.progress).await?,
-            Prepared::Done(stream) => stream,
+            Prepared::Done(schema, rows) => Box::pin(MemoryStream::try_new(rows, schema, None)?),
         };
         let returns_rows = !stream.schema().fields().is_empty();
         match (&self.args.output, last) {

@@ -96,7 +96,10 @@ class Result:
         return self._frame.schema
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
-        batches = self._frame.execute()
+        return self._read(self._frame.execute())
+
+    def _read(self, batches: "_engine.Batches") -> Iterator[pa.RecordBatch]:
+        """The batches of a started statement, drawing the progress bar as they come."""
         bar = _Bar(self._progress)
         try:
             for batch in batches:
@@ -109,23 +112,15 @@ class Result:
 
     def to_reader(self) -> pa.RecordBatchReader:
         """The rows as a pyarrow RecordBatchReader, read as it is consumed."""
-        return pa.RecordBatchReader.from_batches(self._frame.execute().schema, iter(self))
+        batches = self._frame.execute()
+        return pa.RecordBatchReader.from_batches(batches.schema, self._read(batches))
 
     def to_batches(self) -> list:
         return list(self)
 
     def to_arrow(self) -> pa.Table:
         batches = self._frame.execute()
-        bar = _Bar(self._progress)
-        rows = []
-        try:
-            for batch in batches:
-                bar.update(batches.rows_scored, batches.rows_expected)
-                rows.append(batch)
-            bar.close(ok=True)
-        finally:
-            bar.close(ok=False)
-        return pa.Table.from_batches(rows, schema=batches.schema)
+        return pa.Table.from_batches(list(self._read(batches)), schema=batches.schema)
 
     def to_pandas(self, **kwargs: Any):
         """The rows as a pandas DataFrame (``kwargs`` go to ``pyarrow.Table.to_pandas``)."""

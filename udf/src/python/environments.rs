@@ -37,7 +37,7 @@ use sha2::Digest;
 use crate::error::{Error, Result};
 use crate::pyfunc::environment::{PythonEnv, Requirements, hex, local_path};
 use crate::pyfunc::mlmodel::MlModel;
-use crate::python::interpreter::{linked_python, start_python};
+use crate::python::interpreter::{engine_python, linked_python};
 use crate::python::workers::{WorkerPython, check_python};
 
 /// Bumped when what an env must hold for the worker changes: old envs are then not reused.
@@ -497,8 +497,7 @@ impl EnvCache {
             .clone()
             .or_else(|| std::env::var_os("MLFUSION_UV").map(PathBuf::from))
             .or_else(|| {
-                start_python(None)
-                    .ok()
+                engine_python()
                     .and_then(|python| Some(python.parent()?.join("uv")))
                     .filter(|p| p.is_file())
             })

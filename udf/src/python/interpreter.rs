@@ -108,6 +108,15 @@ pub fn start_python(venv: Option<&Path>) -> Result<PathBuf> {
         .map_err(|message| Error::Interpreter { message })
 }
 
+/// The Python executable of [`start_python`] once it has run; before, the default
+/// venv's. Starts nothing.
+pub(crate) fn engine_python() -> Option<PathBuf> {
+    match STARTED.get() {
+        Some(Ok(python)) => Some(python.clone()),
+        _ => default_venv().map(|venv| venv.join("bin").join("python")),
+    }
+}
+
 /// The executable of the Python this process already runs (mlfusion imported as an
 /// extension module): models run in it and in workers of its `sys.executable`.
 fn running_python(venv: Option<&Path>) -> Result<PathBuf, String> {
