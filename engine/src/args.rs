@@ -397,6 +397,21 @@ pub struct ServeArgs {
     /// first [default: 64].
     #[arg(long, value_name = "N")]
     pub max_bindings: Option<usize>,
+    /// Re-resolve models served from registry aliases, stages and `latest`
+    /// (`models:/name@alias`) this often; a new version is loaded beside the old and new
+    /// streams switch to it [default: off].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub refresh_interval: Option<Duration>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9090
+    /// [default: off].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+    /// Metrics connections answered at once; more are closed [default: 16].
+    #[arg(long, value_name = "N", requires = "metrics_addr")]
+    pub metrics_max_connections: Option<usize>,
+    /// A metrics connection ends this long after it opened [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "metrics_addr")]
+    pub metrics_timeout: Option<Duration>,
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]

@@ -26,7 +26,7 @@ use futures::{StreamExt, TryStreamExt};
 use mlfusion_udf::Scorer;
 use mlfusion_udf::pyfunc::enforce::build_input;
 use mlfusion_udf::python::interpreter::linked_version;
-use mlfusion_udf::python::store::has_scheme;
+use mlfusion_udf::python::metrics::ModelLabel;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -36,6 +36,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::ipc::{Decoder, Encoder};
+use crate::metrics::{StreamLabel, server_metrics};
 use crate::models::{ServedModel, ServedModels};
 use crate::protocol::{CallForm, Command};
 
@@ -96,7 +97,7 @@ impl FlightServer {
     /// own Flight servers do (gRPC's default limit is 4 MiB: a 65,536-row batch of eight
     /// float columns).
     pub fn new(
-        models: ServedModels,
+        models: impl Into<Arc<ServedModels>>,
         listener: TcpListener,
         access: Access,
         limits: Limits,
@@ -167,7 +168,7 @@ impl FlightServer {
 
 /// Serves `models` on `listener` until `shutdown` resolves (see [`FlightServer`]).
 pub async fn serve(
-    models: ServedModels,
+    models: impl Into<Arc<ServedModels>>,
     listener: TcpListener,
     access: Access,
     shutdown: impl Future<Output = ()> + Send,
@@ -229,9 +230,9 @@ pub struct ModelFlightService {
 
 impl ModelFlightService {
     /// A service for `models`; `token` is what a successful handshake hands out.
-    pub fn new(models: ServedModels, token: Option<String>) -> Self {
+    pub fn new(models: impl Into<Arc<ServedModels>>, token: Option<String>) -> Self {
         Self {
-            models: Arc::new(models),
+            models: models.into(),
             token,
             idle_timeout: Limits::default().stream_idle_timeout,
             stopping: watch::channel(false).1,
@@ -247,7 +248,7 @@ impl ModelFlightService {
 
     /// The model and scorer a command asks for (binding runs Python: off the async workers).
     async fn bind(&self, command: &Command) -> Result<(Arc<ServedModel>, Arc<Scorer>), Status> {
-        let served = Arc::clone(self.models.get(&command.model)?);
+        let served = self.models.get(&command.model)?;
         let (m, c) = (Arc::clone(&served), command.clone());
         let scorer = tokio::task::spawn_blocking(move || {
             m.model()
@@ -261,11 +262,16 @@ impl ModelFlightService {
         Ok((served, scorer))
     }
 
+    /// A served model as clients see it (see [`describe_model`]).
+    fn describe(&self, served: &ServedModel) -> serde_json::Value {
+        describe_model(served, self.models.refresh_error(served.model().name()))
+    }
+
     /// The `FlightInfo` of a command: its result schema and descriptor.
     async fn info(&self, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
         let command = Command::parse(&descriptor.cmd)?;
         let (served, scorer) = self.bind(&command).await?;
-        let mut metadata = describe(&served);
+        let mut metadata = self.describe(&served);
         metadata["result_type"] = json!(scorer.result_type().to_string());
         metadata["params"] = json!(scorer.params());
         metadata["on_error"] = json!(scorer.binding().on_error().as_str());
@@ -280,17 +286,19 @@ impl ModelFlightService {
     }
 }
 
-/// A served model as clients see it: name, URI, flavors and signature. `input_names`
-/// (null unless every input is named) and `required_inputs` let a client make a
-/// zero-argument call the way `spark_udf` does.
-fn describe(served: &ServedModel) -> serde_json::Value {
+/// A served model as clients see it: name, URI and version, flavors and signature.
+/// `input_names` (null unless every input is named) and `required_inputs` let a client
+/// make a zero-argument call the way `spark_udf` does.
+fn describe_model(served: &ServedModel, refresh_error: Option<String>) -> serde_json::Value {
     let model = served.model();
     let signature = &model.mlmodel().signature;
     let inputs = signature.inputs.as_ref();
     json!({
         "model": model.name(),
-        "uri": remote_uri(model.uri()),
+        "uri": served.uri(),
+        "version": served.version(),
         "default_result_type_error": served.default_error(),
+        "refresh_error": refresh_error,
         "flavors": model.mlmodel().flavors.keys().collect::<Vec<_>>(),
         "inputs": inputs.map(ToString::to_string),
         "outputs": signature.outputs.as_ref().map(ToString::to_string),
@@ -303,12 +311,6 @@ fn describe(served: &ServedModel) -> serde_json::Value {
             .env()
             .map_or_else(linked_version, |e| e.python_version().to_owned()),
     })
-}
-
-/// A model URI as clients may see it: registry and remote URIs, never a path of the
-/// server's file system.
-fn remote_uri(uri: &str) -> Option<&str> {
-    (has_scheme(uri) && !uri.starts_with("file:")).then_some(uri)
 }
 
 /// The schema of every batch a scorer returns: one column, `prediction`.
@@ -386,7 +388,7 @@ impl FlightService for ModelFlightService {
                 // Listed without a schema: calls must pass a result type.
                 Some(_) => Ok(FlightInfo::new()
                     .with_descriptor(descriptor)
-                    .with_app_metadata(describe(served).to_string())),
+                    .with_app_metadata(self.describe(&served).to_string())),
                 None => self.info(descriptor).await,
             });
         }
@@ -444,7 +446,7 @@ impl FlightService for ModelFlightService {
                 .models
                 .iter()
                 .map(|(_, served)| {
-                    let mut model = describe(served);
+                    let mut model = self.describe(&served);
                     model["rows_scored"] = json!(served.metrics.rows.value());
                     model["batches_scored"] = json!(served.metrics.batches.value());
                     model["bindings"] = json!(served.binding_count());
@@ -555,12 +557,31 @@ impl Exchange {
         input: Streaming<FlightData>,
         mut stopping: watch::Receiver<bool>,
     ) {
+        let metrics = server_metrics();
+        let model = self.served.model().name().to_owned();
+        let open = metrics
+            .streams_open
+            .get_or_create(&ModelLabel::new(&model))
+            .clone();
+        open.inc();
         let answered = tokio::select! {
             result = self.answer(first, input) => result,
             _ = stopping.wait_for(|stop| *stop) => {
                 Err(Status::unavailable("the server is stopping: this stream was cancelled"))
             }
         };
+        open.dec();
+        let code = answered
+            .as_ref()
+            .err()
+            .map_or(tonic::Code::Ok, Status::code);
+        metrics
+            .streams
+            .get_or_create(&StreamLabel {
+                model,
+                code: format!("{code:?}"),
+            })
+            .inc();
         if let Err(status) = answered {
             let status = bounded(status);
             let _ = self
@@ -654,22 +675,6 @@ mod tests {
         assert!(same_token("s3cret", "s3cret"));
         for wrong in ["", "s3cre", "s3cret!", "S3cret", "x3cret"] {
             assert!(!same_token(wrong, "s3cret"), "{wrong}");
-        }
-    }
-
-    #[test]
-    fn clients_see_remote_uris_but_no_local_paths() {
-        for remote in ["models:/churn@champion", "runs:/abc/model", "s3://b/m"] {
-            assert_eq!(remote_uri(remote), Some(remote));
-        }
-        for local in [
-            "/srv/models/churn",
-            "models/churn",
-            "file:///srv/m",
-            "c:/m",
-            "./a:b",
-        ] {
-            assert_eq!(remote_uri(local), None, "{local}");
         }
     }
 

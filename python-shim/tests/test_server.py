@@ -12,6 +12,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import mlflow.pyfunc
@@ -322,3 +324,74 @@ def test_spark_batches_reach_the_server_coalesced(start_server, spark):
     assert stats["rows_scored"] == 3 * rows
     # 200 Spark batches per job; per task (100,000 rows) two batches of about 65,536 rows.
     assert stats["batches_scored"] <= 3 * 2 * 2, stats
+
+
+def scrape(url: str) -> dict[str, float]:
+    """The samples of a Prometheus text page, by name and labels."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        text = response.read().decode()
+    assert text.endswith("# EOF\n")
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def test_metrics_count_a_known_job(start_server):
+    """`serve --metrics-addr`: scraped before and after a known job, the counters moved by
+    exactly its rows, batches, failed rows, streams and worker restarts."""
+    server = start_server(
+        *(f"--model={m}={MODELS / m}" for m in ("adder", "raiser", "crasher")),
+        "--workers", "2", "--metrics-addr", "127.0.0.1:0")
+    url = next(line.split(" at ")[1] for line in server.log.read_text().splitlines()
+               if line.startswith("mlfusion: metrics at "))
+    before = scrape(url)
+    # Every model's series exist before its first call.
+    for m in ("adder", "raiser", "crasher"):
+        assert before[f'mlfusion_rows_scored_total{{model="{m}"}}'] == 0
+        assert before[f'mlfusion_workers_alive{{model="{m}"}}'] == 2
+        assert before[f'mlfusion_streams_open{{model="{m}"}}'] == 0
+    assert before['mlfusion_serving{model="adder",uri="",version=""}'] == 1
+
+    out = score(server.location, "adder", adder_batches(0, 3000, 1000))
+    assert sum(len(a) for a in out) == 3000
+    conn = Connection.of(server.location, None)
+    negatives = pa.record_batch([pa.array([1.0, -1.0, 2.0, -2.0] * 25)], names=["a"])
+    out = list(exchange(conn, "raiser", "double", None, "columns", [negatives], pa.float64(),
+                        load={"on_error": "null"}))
+    assert out[0].null_count == 50
+    with pytest.raises(mlfusion.MlfusionError, match="worker process"):
+        list(exchange(conn, "crasher", "double", None, "columns",
+                      [pa.record_batch([pa.array([-9.0])], names=["a"])], pa.float64()))
+    after = scrape(url)
+
+    def moved(name: str) -> float:
+        return after.get(name, 0) - before.get(name, 0)
+
+    adder = '{model="adder"}'
+    assert moved(f"mlfusion_rows_scored_total{adder}") == 3000
+    assert moved(f"mlfusion_batches_scored_total{adder}") == 3
+    assert moved(f"mlfusion_batch_rows_count{adder}") == 3
+    assert moved(f"mlfusion_batch_rows_sum{adder}") == 3000
+    assert moved(f"mlfusion_predict_seconds_count{adder}") == 3
+    assert moved(f"mlfusion_batch_seconds_count{adder}") == 3
+    assert after[f"mlfusion_batch_seconds_sum{adder}"] >= after[f"mlfusion_predict_seconds_sum{adder}"] > 0
+    assert moved('mlfusion_streams_total{model="adder",code="Ok"}') == 1
+    raiser = '{model="raiser"}'
+    assert moved(f"mlfusion_rows_scored_total{raiser}") == 100
+    assert moved(f"mlfusion_failed_rows_total{raiser}") == 50
+    assert moved(f"mlfusion_failed_calls_total{raiser}") >= 50
+    crasher = '{model="crasher"}'
+    assert moved(f"mlfusion_worker_restarts_total{crasher}") == 1
+    assert after[f"mlfusion_workers_alive{crasher}"] == 2
+    assert sum(v for k, v in after.items()
+               if k.startswith('mlfusion_streams_total{model="crasher"') and 'code="Ok"' not in k) == 1
+    assert all(after[f'mlfusion_streams_open{{model="{m}"}}'] == 0 for m in ("adder", "raiser", "crasher"))
+    # Anything but GET /metrics is refused.
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        urllib.request.urlopen(url.replace("/metrics", "/other"), timeout=10)
+    with pytest.raises(urllib.error.HTTPError, match="405"):
+        urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=10)

@@ -68,6 +68,6 @@ pub use pyfunc::mlmodel::MlModel;
 pub use pyfunc::result_type::{ResultType, SparkType};
 pub use python::{
     Binding, EnvCache, EnvEntry, EnvManager, LoadOptions, ModelEnv, ModelLoader, ModelMetrics,
-    ModelStore, OnError, PyModel, ResolvedUri, Scorer, WorkerLimits, WorkerPool, WorkerStart,
-    start_python,
+    ModelStore, OnError, ProcessMetrics, PyModel, ResolvedUri, Scorer, WorkerLimits, WorkerPool,
+    WorkerStart, process_metrics, start_python,
 };

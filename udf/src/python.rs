@@ -35,7 +35,7 @@ pub mod workers;
 pub use environments::{EnvCache, EnvEntry, EnvManager, ModelEnv};
 pub use interpreter::start_python;
 pub use loader::ModelLoader;
-pub use metrics::ModelMetrics;
+pub use metrics::{ModelMetrics, ProcessMetrics, process_metrics};
 pub use model::{Binding, LoadOptions, OnError, PyModel, Scorer};
 pub use store::{ModelStore, ResolvedUri};
 pub use workers::{WorkerLimits, WorkerPool, WorkerStart};

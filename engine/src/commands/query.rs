@@ -2,12 +2,15 @@
 //! positional SQL, in that order), print their results or write the last one to a file.
 //! Without SQL it reads statements from stdin: interactively (a REPL) on a terminal.
 
+use std::any::Any;
+use std::collections::BTreeSet;
 use std::io::{IsTerminal, Read};
 use std::time::Instant;
 
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{DFParser, Statement};
+use mlfusion_udf::{PyModelUdf, process_metrics};
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 
@@ -97,7 +100,29 @@ async fn run_statements(args: QueryArgs) -> Result<String> {
         printed.extend(runner.run(statement, i == last).await?);
         timing(&args, &format!("statement {} ran", i + 1), started);
     }
+    if args.timing {
+        model_counters(&runner.ctx);
+    }
     Ok(printed.join("\n"))
+}
+
+/// `--timing`: the counters of every model of the session (those `serve
+/// --metrics-addr` exposes), and of environments.
+#[allow(clippy::print_stderr)]
+fn model_counters(ctx: &SessionContext) {
+    let names: BTreeSet<String> = ctx
+        .state()
+        .scalar_functions()
+        .values()
+        .filter_map(|udf| (udf.inner().as_ref() as &dyn Any).downcast_ref::<PyModelUdf>())
+        .map(|udf| udf.scorer().model().name().to_owned())
+        .collect();
+    let metrics = process_metrics();
+    for name in names {
+        eprintln!("mlfusion: {}", metrics.summary(&name));
+    }
+    let [built, reused, failed] = metrics.env_counts();
+    eprintln!("mlfusion: environments built {built}, reused {reused}, failed {failed}");
 }
 
 /// `--timing`: "mlfusion: WHAT in 1.234 s" on stderr.

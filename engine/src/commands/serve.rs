@@ -1,11 +1,14 @@
 //! `mlfusion serve`: loads the models once, then serves them over Arrow Flight until
 //! Ctrl-C or SIGTERM (protocol: [`mlfusion_flight::protocol`], README "Flight server").
 
+mod refresh;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use mlfusion_flight::metrics::{EndpointLimits, serve_metrics};
 use mlfusion_flight::{Access, FlightServer, Limits, ServedModels};
 use mlfusion_udf::{EnvManager, LoadOptions, ModelLoader, OnError, PyModel};
 use serde::Deserialize;
@@ -116,9 +119,15 @@ pub async fn run(mut args: ServeArgs) -> Result<String> {
     let max_bindings = args
         .max_bindings
         .unwrap_or(mlfusion_flight::models::DEFAULT_MAX_BINDINGS);
-    let models = tokio::task::spawn_blocking(move || load(&loader, registrations, max_bindings))
-        .await
-        .map_err(|e| Error::Serve(Box::new(e)))??;
+    let (loader, models) = tokio::task::spawn_blocking(move || {
+        load(&loader, &registrations, max_bindings).map(|models| {
+            let followed = refresh::followed(&models, &registrations);
+            (loader, (Arc::new(models), followed))
+        })
+    })
+    .await
+    .map_err(|e| Error::Serve(Box::new(e)))??;
+    let (models, followed) = models;
     let names = models.names().join(", ");
     let unbound: Vec<String> = models
         .iter()
@@ -137,9 +146,50 @@ pub async fn run(mut args: ServeArgs) -> Result<String> {
     };
     let token_required = access.token.is_some();
     // TLS is set up (and a bad certificate refused) before the server is announced.
-    let server = FlightServer::new(models, listener, access, limits)
+    let metrics = match &args.metrics_addr {
+        Some(address) => {
+            Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|source| Error::Listen {
+                        address: address.clone(),
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let server = FlightServer::new(Arc::clone(&models), listener, access, limits)
         .map_err(|e| Error::Serve(Box::new(e)))?;
     let location = server.location().to_owned();
+    if let Some(listener) = metrics {
+        let defaults = EndpointLimits::default();
+        let limits = EndpointLimits {
+            max_connections: args
+                .metrics_max_connections
+                .unwrap_or(defaults.max_connections),
+            timeout: args.metrics_timeout.unwrap_or(defaults.timeout),
+        };
+        if let Ok(address) = listener.local_addr() {
+            announce(&format!("mlfusion: metrics at http://{address}/metrics"));
+        }
+        tokio::spawn(serve_metrics(listener, limits));
+    }
+    match args.refresh_interval {
+        Some(interval) if followed.is_empty() => announce(&format!(
+            "mlfusion: --refresh-interval {} s: no model is served from a registry alias, stage or 'latest'",
+            interval.as_secs_f64()
+        )),
+        Some(interval) => {
+            tokio::spawn(refresh::follow(
+                Arc::clone(&models),
+                loader,
+                followed,
+                interval,
+            ));
+        }
+        None => {}
+    }
     for error in unbound {
         announce(&format!(
             "mlfusion: warning: {error} (calls must pass a result_type)"
@@ -247,7 +297,7 @@ fn registrations(
 /// call (blocking: runs Python). The first failure, in the order given, is reported.
 fn load(
     loader: &ModelLoader,
-    registrations: Vec<ModelRegistration>,
+    registrations: &[ModelRegistration],
     max_bindings: usize,
 ) -> Result<ServedModels> {
     let loaders = std::thread::available_parallelism()
@@ -274,11 +324,11 @@ fn load(
         }
     });
     let mut models = ServedModels::default().with_max_bindings(max_bindings);
-    for (r, model) in registrations.into_iter().zip(loaded) {
+    for (r, model) in registrations.iter().zip(loaded) {
         let model = model.into_inner().unwrap_or_else(|e| e.into_inner());
         // A model not loaded comes after one that failed, which is reported first.
         let Some(model) = model else { continue };
-        models.insert(model?, r.result_type, r.on_error)?;
+        models.insert(model?, r.result_type.clone(), r.on_error)?;
     }
     Ok(models)
 }

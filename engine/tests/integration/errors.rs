@@ -200,3 +200,40 @@ fn one_query_scores_a_model_with_two_params_and_bad_params_fail_at_planning() {
     let misplaced = mlfusion(&["query", "SELECT params('{}')"]);
     crate::fixtures::failure_naming(&misplaced, &["only the last argument of a model call"]);
 }
+
+#[test]
+fn timing_shows_the_counters_a_server_exposes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_features(&dir.path().join("features.parquet"), ROWS);
+    let out = mlfusion(&[
+        "query",
+        "--timing",
+        "--workers",
+        "1",
+        "--model",
+        &format!("r={}", test_model("raiser")),
+        "--result-type",
+        "r=double",
+        "--on-error",
+        "r=null",
+        "--table",
+        &format!("t={}", dir.path().join("features.parquet").display()),
+        &format!("SELECT count({CALL}) FROM t"),
+    ]);
+    success(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("mlfusion: model 'r': "))
+        .unwrap_or_else(|| panic!("no counters of model 'r' in:\n{stderr}"));
+    assert!(
+        line.contains(&format!("{ROWS} rows in "))
+            && line.contains(" 3 rows failed in ")
+            && line.ends_with("workers alive 1, restarted 0"),
+        "{line}"
+    );
+    assert!(
+        stderr.contains("mlfusion: environments built 0, reused 0, failed 0"),
+        "{stderr}"
+    );
+}

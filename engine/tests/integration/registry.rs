@@ -1,11 +1,14 @@
 //! Models from a real MLflow tracking server (sqlite backend, local artifact store) on
 //! 127.0.0.1: registry URIs (`models:/name/1`, `models:/name@champion`), `runs:/` and
-//! `mlflow-artifacts:/`, downloaded once into the model cache.
+//! `mlflow-artifacts:/`, downloaded once into the model cache; `serve
+//! --refresh-interval` following an alias that moves while a stream runs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::fixtures::{ProcessGroup, assert_scored, free_port, repo, success, write_features};
+use crate::fixtures::{
+    ProcessGroup, alive, assert_scored, descendants, free_port, repo, success, write_features,
+};
 
 const MODEL: &str = "churn-lr";
 
@@ -56,28 +59,41 @@ fn query(tracking: &str, cache: &Path, args: &[&str]) -> Output {
         .expect("mlfusion runs")
 }
 
+/// Runs the venv's python on `script` with `args`; its JSON, the last line of stdout
+/// (MLflow prints run links first). `logs` are shown if it fails.
+fn python_json(script: &str, args: &[&str], logs: &[&Path]) -> serde_json::Value {
+    let out = Command::new(env!("PYO3_PYTHON"))
+        .arg(repo().join("testdata").join(script))
+        .args(args)
+        .output()
+        .expect("venv python runs");
+    let logs: Vec<String> = logs
+        .iter()
+        .map(|l| std::fs::read_to_string(l).unwrap_or_default())
+        .collect();
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}\nlogs:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        logs.join("\n---\n")
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("{script} prints JSON: {stdout}"))
+}
+
 #[test]
 fn scores_registry_runs_and_artifact_uris_from_a_tracking_server() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut server = TrackingServer::start(dir.path());
-    let logged = Command::new(env!("PYO3_PYTHON"))
-        .arg(repo().join("testdata/registry_model.py"))
-        .args([&server.uri, MODEL])
-        .output()
-        .expect("venv python runs");
-    assert!(
-        logged.status.success(),
-        "logging the model failed:\n{}\nserver log:\n{}",
-        String::from_utf8_lossy(&logged.stderr),
-        std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
+    let logged = python_json(
+        "registry_model.py",
+        &[&server.uri, MODEL],
+        &[&dir.path().join("server.log")],
     );
-    // MLflow prints run links first; the script's JSON is the last line.
-    let stdout = String::from_utf8_lossy(&logged.stdout);
-    let logged: serde_json::Value = stdout
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .expect("the script prints JSON");
     let run_id = logged["run_id"].as_str().expect("run_id");
     let artifacts = logged["artifact_location"].as_str().expect("location");
     assert!(artifacts.starts_with("mlflow-artifacts:/"), "{artifacts}");
@@ -165,4 +181,125 @@ fn scores_registry_runs_and_artifact_uris_from_a_tracking_server() {
         )),
         "{err}"
     );
+}
+
+#[test]
+fn serve_follows_an_alias_moved_while_a_stream_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TrackingServer::start(dir.path());
+    let tracking_log = dir.path().join("server.log");
+    python_json(
+        "registry_model.py",
+        &[&server.uri, MODEL, "--more-versions"],
+        &[&tracking_log],
+    );
+    let serve_log = dir.path().join("serve.log");
+    let champion = format!("champ=models:/{MODEL}@champion");
+    let serve = ProcessGroup::spawn(
+        Command::new(crate::fixtures::BIN)
+            .args(["serve", "--port", "0", "--workers", "1"])
+            .args(["--model", &champion, "--refresh-interval", "500ms"])
+            .env("MLFLOW_TRACKING_URI", &server.uri)
+            .env("MLFUSION_MODEL_CACHE", dir.path().join("cache")),
+        &serve_log,
+    );
+    let location = wait_for_location(&serve_log);
+    let processes = || {
+        descendants(serve.id())
+            .into_iter()
+            .filter(|p| alive(*p))
+            .count()
+    };
+    let serving_one_version = processes();
+    let seen = python_json(
+        "refresh_client.py",
+        &[&location, &server.uri, MODEL],
+        &[&serve_log, &tracking_log],
+    );
+    let log = std::fs::read_to_string(&serve_log).expect("serve log");
+    let predictions = |key: &str| -> Vec<f64> {
+        seen[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} in {seen}"))
+            .iter()
+            .map(|v| v.as_f64().unwrap_or_else(|| panic!("{key}: {seen}")))
+            .collect()
+    };
+    let features: Vec<Vec<f64>> = (0..3)
+        .map(|i| {
+            seen["features"][i]
+                .as_array()
+                .expect("features")
+                .iter()
+                .map(|v| v.as_f64().expect("a number"))
+                .collect()
+        })
+        .collect();
+    let version = |scale: f64| -> Vec<f64> {
+        (0..features[0].len())
+            .map(|r| {
+                scale * (2.0 * features[0][r] - 3.0 * features[1][r] + 0.5 * features[2][r] + 1.0)
+            })
+            .collect()
+    };
+    let close = |got: &[f64], want: &[f64]| {
+        got.len() == want.len() && got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-6)
+    };
+    assert_eq!(
+        seen["before"]["version"],
+        format!("models:/{MODEL}/1"),
+        "{seen}"
+    );
+    // The stream that started on version 1 finishes on it, across the switch.
+    assert!(close(&predictions("a1"), &version(1.0)), "{seen}");
+    assert_eq!(seen["switched"]["uri"], format!("models:/{MODEL}@champion"));
+    assert!(close(&predictions("a2"), &version(1.0)), "{seen}\n{log}");
+    // The next stream gets version 2.
+    assert!(close(&predictions("b"), &version(2.0)), "{seen}\n{log}");
+    assert!(
+        log.contains(&format!("new streams get models:/{MODEL}/2")),
+        "{log}"
+    );
+    // Version 3 does not load: reported, and version 2 keeps serving.
+    let error = seen["failed"]["refresh_error"].as_str().expect("reported");
+    assert!(
+        error.contains(&format!("cannot serve models:/{MODEL}/3"))
+            && error.contains("broken on purpose")
+            && error.contains(&format!("still serving models:/{MODEL}/2")),
+        "{error}"
+    );
+    assert_eq!(seen["failed"]["version"], format!("models:/{MODEL}/2"));
+    assert!(close(&predictions("c"), &version(2.0)), "{seen}\n{log}");
+    // Version 1 was unloaded when its stream ended, version 3 left nothing running: the
+    // server runs the processes of one version again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while processes() != serving_one_version {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} processes, {serving_one_version} at start",
+            processes()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The Flight location `serve` announces in `log`, waiting up to 2 minutes.
+fn wait_for_location(log: &Path) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.starts_with("mlfusion: serving ")) {
+            return line
+                .split(" at ")
+                .nth(1)
+                .and_then(|l| l.split(' ').next())
+                .expect("a location")
+                .to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not start:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

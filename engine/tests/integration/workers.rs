@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use arrow::array::AsArray;
 use arrow::datatypes::{Float64Type, Int64Type};
 
-use crate::fixtures::{BIN, features, read_parquet, success, test_model, write_features};
+use crate::fixtures::{
+    BIN, alive, descendants, features, read_parquet, success, test_model, write_features,
+};
 
 const ROWS: i64 = 300_000;
 
@@ -165,45 +167,6 @@ fn workers_end_with_the_engine_even_when_it_is_killed() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-}
-
-/// Processes descending from `pid` (children, their children, ...), from /proc.
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut parents: Vec<(u32, u32)> = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Some(parent) = stat_field(child, 1).and_then(|p| p.parse().ok()) {
-            parents.push((child, parent));
-        }
-    }
-    let mut found = vec![pid];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(
-            parents
-                .iter()
-                .filter(|(_, p)| *p == parent)
-                .map(|(c, _)| *c),
-        );
-        i += 1;
-    }
-    found.remove(0);
-    found
-}
-
-/// Running, as opposed to gone or a zombie waiting to be reaped.
-fn alive(pid: u32) -> bool {
-    stat_field(pid, 0).is_some_and(|state| state != "Z" && state != "X")
-}
-
-/// Field `n` after the command name of /proc/PID/stat (0: state, 1: parent pid).
-fn stat_field(pid: u32, n: usize) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(n).map(str::to_owned)
 }
 
 #[test]

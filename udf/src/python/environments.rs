@@ -38,6 +38,7 @@ use crate::error::{Error, Result};
 use crate::pyfunc::environment::{PythonEnv, Requirements, hex, local_path};
 use crate::pyfunc::mlmodel::MlModel;
 use crate::python::interpreter::{engine_python, linked_python};
+use crate::python::metrics::{OutcomeLabel, process_metrics};
 use crate::python::workers::{WorkerPython, check_python};
 
 /// Bumped when what an env must hold for the worker changes: old envs are then not reused.
@@ -305,6 +306,7 @@ impl EnvCache {
                         plan.key
                     );
                 }
+                count_env(if built { "built" } else { "reused" });
                 return Ok(ModelEnv {
                     key: plan.key,
                     dir,
@@ -324,7 +326,10 @@ impl EnvCache {
                     .map_err(|e| fail(format!("cannot lock {}: {e}", lock_path.display())))?;
             }
             if finished(&dir).is_none() {
-                self.build(model_name, model, &plan, &dir)?;
+                if let Err(e) = self.build(model_name, model, &plan, &dir) {
+                    count_env("failed");
+                    return Err(e);
+                }
                 built = true;
             }
             lock.unlock()
@@ -638,6 +643,14 @@ impl EnvCache {
         }
         Ok(removed)
     }
+}
+
+/// Counts an env prepared with `outcome` in the process's metrics.
+fn count_env(outcome: &'static str) {
+    process_metrics()
+        .env_builds
+        .get_or_create(&OutcomeLabel { outcome })
+        .inc();
 }
 
 /// A command of a build: it ends with the process that runs it (a build cancelled by

@@ -25,7 +25,7 @@ use crate::pyfunc::signature::{ColType, MlflowType, Schema};
 use crate::python::environments::{EnvManager, ModelEnv};
 use crate::python::exception::python_error;
 use crate::python::interpreter::{attach, bridge, start_python};
-use crate::python::metrics::ModelMetrics;
+use crate::python::metrics::{ModelLabel, ModelMetrics, process_metrics};
 use crate::python::store::ResolvedUri;
 use crate::python::workers::{WorkerLimits, WorkerPool, WorkerPython};
 
@@ -501,6 +501,27 @@ impl Scorer {
         if frame.num_rows == 0 {
             return Ok(arrow::array::new_empty_array(&self.return_type));
         }
+        let started = Instant::now();
+        let predicted = self.predict_with_on_error(frame, metrics);
+        let label = ModelLabel::new(self.model.name());
+        let process = process_metrics();
+        process
+            .batch_seconds
+            .get_or_create(&label)
+            .observe(started.elapsed().as_secs_f64());
+        process
+            .batch_rows
+            .get_or_create(&label)
+            .observe(frame.num_rows as f64);
+        predicted
+    }
+
+    /// [`Scorer::predict`] of a frame that is not empty.
+    fn predict_with_on_error(
+        &self,
+        frame: &InputFrame,
+        metrics: &ModelMetrics,
+    ) -> Result<ArrayRef> {
         if self.binding.on_error == OnError::Raise {
             return self.predict_frame(frame, metrics);
         }
@@ -536,10 +557,15 @@ impl Scorer {
             }
             Err(error) => error,
         };
+        let process = process_metrics();
+        let label = ModelLabel::new(self.model.name());
         metrics.failed_calls.add(1);
+        process.failed_calls.get_or_create(&label).inc();
         if frame.num_rows == 1 {
             metrics.rows.add(1); // answered, with NULL
             metrics.failed_rows.add(1);
+            process.rows_scored.get_or_create(&label).inc();
+            process.failed_rows.get_or_create(&label).inc();
             // The cause, without the traceback that follows it.
             let message = error.to_string();
             errors.push(Some(message.lines().next().unwrap_or_default().to_owned()));
@@ -556,24 +582,25 @@ impl Scorer {
     fn predict_frame(&self, frame: &InputFrame, metrics: &ModelMetrics) -> Result<ArrayRef> {
         let name = self.model.name();
         let waiting = Instant::now();
-        let data = match (&self.python, &self.model.runtime) {
+        let (data, predict) = match (&self.python, &self.model.runtime) {
             (PyScorer::Workers { predict_fn, config }, Runtime::Workers(pool)) => {
                 let answer = pool.predict(predict_fn, config, frame)?;
                 let busy = answer.queued_time + answer.predict_time;
                 metrics.queued_time.add_duration(answer.queued_time);
-                metrics.predict_time.add_duration(answer.predict_time);
                 metrics
                     .convert_time
                     .add_duration(waiting.elapsed().saturating_sub(busy));
-                answer.data
+                (answer.data, answer.predict_time)
             }
             (PyScorer::InProcess(scorer), _) => self.predict_in_process(scorer, frame, metrics)?,
             (PyScorer::Workers { .. }, Runtime::InProcess(_)) => {
                 unreachable!("a scorer binds to its model's runtime")
             }
         };
+        metrics.predict_time.add_duration(predict);
         metrics.rows.add(frame.num_rows);
         metrics.batches.add(1);
+        process_metrics().answered(name, frame.num_rows, predict);
         let array = make_array(data);
         if array.len() != frame.num_rows {
             return Err(Error::RowCount {
@@ -597,10 +624,10 @@ impl Scorer {
         scorer: &Py<PyAny>,
         frame: &InputFrame,
         metrics: &ModelMetrics,
-    ) -> Result<ArrayData> {
+    ) -> Result<(ArrayData, Duration)> {
         let name = self.model.name();
         let waiting = Instant::now();
-        attach(|py| -> Result<ArrayData> {
+        attach(|py| -> Result<(ArrayData, Duration)> {
             let attached = Instant::now();
             metrics.queued_time.add_duration(attached - waiting);
             let to_py = |e: PyErr| python_error(py, name, "predict", &e);
@@ -628,11 +655,10 @@ impl Scorer {
                 .map_err(to_py)?;
             let data = out.extract::<PyArray>().map_err(to_py)?.array().to_data();
             let predict = Duration::from_nanos(predict_ns);
-            metrics.predict_time.add_duration(predict);
             metrics
                 .convert_time
                 .add_duration(attached.elapsed().saturating_sub(predict));
-            Ok(data)
+            Ok((data, predict))
         })
     }
 }

@@ -25,12 +25,14 @@ use arrow::array::{Array, ArrayData, ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow::datatypes::{Field, Schema};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
+use prometheus_client::metrics::gauge::Gauge;
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 use crate::pyfunc::enforce::{InputFrame, Label};
 use crate::python::exception::reported_error;
 use crate::python::messages::{read_message, write_message};
+use crate::python::metrics::{ModelLabel, process_metrics};
 use crate::python::template::{Started, Template};
 
 /// The worker program: the bridge, then the request loop.
@@ -114,6 +116,8 @@ pub struct WorkerPool {
     template: Mutex<Option<Arc<Template>>>,
     state: Mutex<PoolState>,
     returned: Condvar,
+    /// The process metric of this model's live workers.
+    alive: Gauge,
 }
 
 #[derive(Debug, Default)]
@@ -151,6 +155,10 @@ impl WorkerPool {
             template: Mutex::new(None),
             state: Mutex::new(PoolState::default()),
             returned: Condvar::new(),
+            alive: process_metrics()
+                .workers_alive
+                .get_or_create(&ModelLabel::new(model))
+                .clone(),
         };
         if limits.start == WorkerStart::Fork {
             pool.start_template()?;
@@ -348,6 +356,10 @@ impl WorkerPool {
     /// Starts a worker in a slot already counted in `live`; gives the slot back if the
     /// worker cannot start.
     fn start_in_slot(&self) -> Result<Worker> {
+        process_metrics()
+            .worker_restarts
+            .get_or_create(&ModelLabel::new(&self.model))
+            .inc();
         let started = self.spawn().and_then(|w| self.await_load(w));
         if started.is_err() {
             self.lock().live -= 1;
@@ -439,12 +451,12 @@ impl WorkerPool {
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             unreachable!("stdin and stdout are piped");
         };
-        let mut worker = Worker {
-            calls: 0,
-            process: Process::Started(child),
-            requests: BufWriter::with_capacity(1 << 20, Box::new(stdin)),
-            answers: BufReader::with_capacity(1 << 20, Box::new(stdout)),
-        };
+        let mut worker = Worker::new(
+            Process::Started(child),
+            Box::new(stdin),
+            Box::new(stdout),
+            &self.alive,
+        );
         if write_message(&mut worker.requests, &self.load, &[]).is_err() {
             let exit = worker.end();
             return Err(self.error(format!("its worker process {exit} before loading")));
@@ -457,12 +469,12 @@ impl WorkerPool {
         let reader = stream
             .try_clone()
             .map_err(|e| self.error(format!("cannot use the socket of worker {pid}: {e}")))?;
-        Ok(Worker {
-            calls: 0,
-            process: Process::Forked(pid, template),
-            requests: BufWriter::with_capacity(1 << 20, Box::new(stream)),
-            answers: BufReader::with_capacity(1 << 20, Box::new(reader)),
-        })
+        Ok(Worker::new(
+            Process::Forked(pid, template),
+            Box::new(stream),
+            Box::new(reader),
+            &self.alive,
+        ))
     }
 
     fn await_load(&self, mut worker: Worker) -> Result<Worker> {
@@ -518,6 +530,8 @@ struct Worker {
     process: Process,
     requests: BufWriter<Box<dyn Write + Send>>,
     answers: BufReader<Box<dyn Read + Send>>,
+    /// Counts the worker while it lives.
+    alive: Gauge,
 }
 
 impl std::fmt::Debug for Worker {
@@ -568,6 +582,22 @@ impl Process {
 }
 
 impl Worker {
+    fn new(
+        process: Process,
+        requests: Box<dyn Write + Send>,
+        answers: Box<dyn Read + Send>,
+        alive: &Gauge,
+    ) -> Self {
+        alive.inc();
+        Self {
+            calls: 0,
+            process,
+            requests: BufWriter::with_capacity(1 << 20, requests),
+            answers: BufReader::with_capacity(1 << 20, answers),
+            alive: alive.clone(),
+        }
+    }
+
     fn exchange(&mut self, header: &Value, body: &[u8]) -> std::io::Result<(Value, Vec<u8>)> {
         write_message(&mut self.requests, header, body)?;
         read_message(&mut self.answers)
@@ -581,6 +611,7 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
+        self.alive.dec();
         match &mut self.process {
             Process::Started(child) => {
                 if let Ok(None) = child.try_wait() {
