@@ -395,3 +395,42 @@ def test_metrics_count_a_known_job(start_server):
         urllib.request.urlopen(url.replace("/metrics", "/other"), timeout=10)
     with pytest.raises(urllib.error.HTTPError, match="405"):
         urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=10)
+
+
+def test_hostile_metrics_clients_are_bounded_and_flight_goes_on(start_server):
+    """Idle connections beyond --metrics-max-connections are closed, a garbage request and
+    an oversized head are refused, and idle ones end at --metrics-timeout: then scraping
+    works again. The Flight service scores throughout."""
+    import socket
+
+    server = start_server(f"--model=adder={MODELS / 'adder'}", "--workers", "1", "--metrics-addr",
+                          "127.0.0.1:0", "--metrics-max-connections", "4", "--metrics-timeout", "1s")
+    url = next(line.split(" at ")[1] for line in server.log.read_text().splitlines()
+               if line.startswith("mlfusion: metrics at "))
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    opened = time.monotonic()
+    idle = [socket.create_connection((host, int(port))) for _ in range(8)]
+    for s in idle:
+        s.settimeout(5)
+    # Connections past the fourth are closed at once, the first four at the timeout.
+    for s in idle[4:]:
+        assert s.recv(1) == b""
+    assert time.monotonic() - opened < 0.9
+    # Meanwhile the Flight service does not notice.
+    out = score(server.location, "adder", adder_batches(0, 1000, 500))
+    assert sum(len(a) for a in out) == 1000
+    for s in idle[:4]:
+        assert s.recv(1) == b""
+    assert time.monotonic() - opened >= 0.9
+    for s in idle:
+        s.close()
+    for request in (b"\x00\xffgarbage\r\n\r\n", b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 100_000 + b"\r\n\r\n"):
+        with socket.create_connection((host, int(port))) as s:
+            s.settimeout(5)
+            try:
+                s.sendall(request)
+                answer = s.recv(100)
+            except ConnectionResetError:
+                answer = b""
+            assert not answer.startswith(b"HTTP/1.1 200"), answer
+    assert scrape(url)['mlfusion_workers_alive{model="adder"}'] == 1
