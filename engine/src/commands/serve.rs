@@ -175,21 +175,22 @@ pub async fn run(mut args: ServeArgs) -> Result<String> {
         }
         tokio::spawn(serve_metrics(listener, limits));
     }
-    match args.refresh_interval {
-        Some(interval) if followed.is_empty() => announce(&format!(
-            "mlfusion: --refresh-interval {} s: no model is served from a registry alias, stage or 'latest'",
-            interval.as_secs_f64()
-        )),
-        Some(interval) => {
-            tokio::spawn(refresh::follow(
-                Arc::clone(&models),
-                loader,
-                followed,
-                interval,
+    let refreshing = match args.refresh_interval {
+        Some(interval) if followed.is_empty() => {
+            announce(&format!(
+                "mlfusion: --refresh-interval {} s: no model is served from a registry alias, stage or 'latest'",
+                interval.as_secs_f64()
             ));
+            None
         }
-        None => {}
-    }
+        Some(interval) => Some(tokio::spawn(refresh::follow(
+            Arc::clone(&models),
+            loader,
+            followed,
+            interval,
+        ))),
+        None => None,
+    };
     for error in unbound {
         announce(&format!(
             "mlfusion: warning: {error} (calls must pass a result_type)"
@@ -209,6 +210,13 @@ pub async fn run(mut args: ServeArgs) -> Result<String> {
         })
         .await
         .map_err(|e| Error::Serve(Box::new(e)))?;
+    // The models are unloaded here (workers stopped), not by whatever thread drops the
+    // refresher after the process has moved on.
+    if let Some(refreshing) = refreshing {
+        refreshing.abort();
+        let _ = refreshing.await;
+    }
+    drop(models);
     Ok(format!("mlfusion: stopped serving {names} at {location}"))
 }
 
