@@ -133,10 +133,11 @@ pub async fn run(mut args: ServeArgs) -> Result<String> {
         .iter()
         .filter_map(|(_, m)| m.default_error().map(|e| e.replace('\n', " ")))
         .collect();
-    let address = format!("{}:{}", args.host, args.port);
-    let listener = TcpListener::bind(&address)
-        .await
-        .map_err(|source| Error::Listen { address, source })?;
+    let listener = listen(&format!("{}:{}", args.host, args.port)).await?;
+    let metrics = match &args.metrics_addr {
+        Some(address) => Some(listen(address).await?),
+        None => None,
+    };
     let defaults = Limits::default();
     let limits = Limits {
         stream_idle_timeout: args
@@ -146,19 +147,6 @@ pub async fn run(mut args: ServeArgs) -> Result<String> {
     };
     let token_required = access.token.is_some();
     // TLS is set up (and a bad certificate refused) before the server is announced.
-    let metrics = match &args.metrics_addr {
-        Some(address) => {
-            Some(
-                TcpListener::bind(address)
-                    .await
-                    .map_err(|source| Error::Listen {
-                        address: address.clone(),
-                        source,
-                    })?,
-            )
-        }
-        None => None,
-    };
     let server = FlightServer::new(Arc::clone(&models), listener, access, limits)
         .map_err(|e| Error::Serve(Box::new(e)))?;
     let location = server.location().to_owned();
@@ -218,6 +206,16 @@ pub async fn run(mut args: ServeArgs) -> Result<String> {
     }
     drop(models);
     Ok(format!("mlfusion: stopped serving {names} at {location}"))
+}
+
+/// A listener on `address`, or an error naming it.
+async fn listen(address: &str) -> Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| Error::Listen {
+            address: address.to_owned(),
+            source,
+        })
 }
 
 /// The `--config` file, or an empty one.
