@@ -208,16 +208,57 @@ impl ProcessMetrics {
                 .map_or(0, |c| c.get())
         })
     }
+}
 
-    /// Counts one call of model `name` that answered `rows` rows after `predict` ran
-    /// for `predict`.
-    pub(crate) fn answered(&self, name: &str, rows: usize, predict: Duration) {
-        let label = ModelLabel::new(name);
-        self.rows_scored.get_or_create(&label).inc_by(rows as u64);
-        self.batches_scored.get_or_create(&label).inc();
-        self.predict_seconds
+impl ModelMetrics {
+    /// Counts a call of model `model` that answered `rows` rows, `predict` of it in the
+    /// model's `predict`, here and in the process's metrics.
+    pub(crate) fn answered(&self, model: &str, rows: usize, predict: Duration) {
+        self.predict_time.add_duration(predict);
+        self.rows.add(rows);
+        self.batches.add(1);
+        let label = ModelLabel::new(model);
+        let process = process_metrics();
+        process
+            .rows_scored
+            .get_or_create(&label)
+            .inc_by(rows as u64);
+        process.batches_scored.get_or_create(&label).inc();
+        process
+            .predict_seconds
             .get_or_create(&label)
             .observe(predict.as_secs_f64());
+    }
+
+    /// Counts a call of model `model` that failed, here and in the process's metrics.
+    pub(crate) fn failed_call(&self, model: &str) {
+        self.failed_calls.add(1);
+        process_metrics()
+            .failed_calls
+            .get_or_create(&ModelLabel::new(model))
+            .inc();
+    }
+
+    /// Counts a row of model `model` answered with NULL because it failed alone.
+    pub(crate) fn failed_row(&self, model: &str) {
+        self.rows.add(1);
+        self.failed_rows.add(1);
+        let label = ModelLabel::new(model);
+        let process = process_metrics();
+        process.rows_scored.get_or_create(&label).inc();
+        process.failed_rows.get_or_create(&label).inc();
+    }
+}
+
+impl ProcessMetrics {
+    /// Counts a batch of `rows` rows of model `model` scored end to end in `elapsed`
+    /// (with `on_error`, its retries included).
+    pub(crate) fn batch(&self, model: &str, rows: usize, elapsed: Duration) {
+        let label = ModelLabel::new(model);
+        self.batch_seconds
+            .get_or_create(&label)
+            .observe(elapsed.as_secs_f64());
+        self.batch_rows.get_or_create(&label).observe(rows as f64);
     }
 }
 

@@ -25,7 +25,7 @@ use crate::pyfunc::signature::{ColType, MlflowType, Schema};
 use crate::python::environments::{EnvManager, ModelEnv};
 use crate::python::exception::python_error;
 use crate::python::interpreter::{attach, bridge, start_python};
-use crate::python::metrics::{ModelLabel, ModelMetrics, process_metrics};
+use crate::python::metrics::{ModelMetrics, process_metrics};
 use crate::python::store::ResolvedUri;
 use crate::python::workers::{WorkerLimits, WorkerPool, WorkerPython};
 
@@ -503,16 +503,7 @@ impl Scorer {
         }
         let started = Instant::now();
         let predicted = self.predict_with_on_error(frame, metrics);
-        let label = ModelLabel::new(self.model.name());
-        let process = process_metrics();
-        process
-            .batch_seconds
-            .get_or_create(&label)
-            .observe(started.elapsed().as_secs_f64());
-        process
-            .batch_rows
-            .get_or_create(&label)
-            .observe(frame.num_rows as f64);
+        process_metrics().batch(self.model.name(), frame.num_rows, started.elapsed());
         predicted
     }
 
@@ -557,15 +548,9 @@ impl Scorer {
             }
             Err(error) => error,
         };
-        let process = process_metrics();
-        let label = ModelLabel::new(self.model.name());
-        metrics.failed_calls.add(1);
-        process.failed_calls.get_or_create(&label).inc();
+        metrics.failed_call(self.model.name());
         if frame.num_rows == 1 {
-            metrics.rows.add(1); // answered, with NULL
-            metrics.failed_rows.add(1);
-            process.rows_scored.get_or_create(&label).inc();
-            process.failed_rows.get_or_create(&label).inc();
+            metrics.failed_row(self.model.name());
             // The cause, without the traceback that follows it.
             let message = error.to_string();
             errors.push(Some(message.lines().next().unwrap_or_default().to_owned()));
@@ -597,10 +582,7 @@ impl Scorer {
                 unreachable!("a scorer binds to its model's runtime")
             }
         };
-        metrics.predict_time.add_duration(predict);
-        metrics.rows.add(frame.num_rows);
-        metrics.batches.add(1);
-        process_metrics().answered(name, frame.num_rows, predict);
+        metrics.answered(name, frame.num_rows, predict);
         let array = make_array(data);
         if array.len() != frame.num_rows {
             return Err(Error::RowCount {
