@@ -13,7 +13,6 @@
 //! DROP FUNCTION churn_flag;
 //! ```
 
-use std::any::Any;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -221,8 +220,7 @@ impl TableFunctionImpl for ModelsTable {
         let mut rows: Vec<[String; 12]> = Vec::new();
         let session: &dyn Session = args.session();
         for udf in session.scalar_functions().values() {
-            let Some(model) = (udf.inner().as_ref() as &dyn Any).downcast_ref::<PyModelUdf>()
-            else {
+            let Some(model) = PyModelUdf::of(udf) else {
                 continue;
             };
             let scorer = model.scorer();

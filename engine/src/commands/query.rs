@@ -2,7 +2,6 @@
 //! positional SQL, in that order), print their results or write the last one to a file.
 //! Without SQL it reads statements from stdin: interactively (a REPL) on a terminal.
 
-use std::any::Any;
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Read};
 use std::time::Instant;
@@ -114,7 +113,7 @@ fn model_counters(ctx: &SessionContext) {
         .state()
         .scalar_functions()
         .values()
-        .filter_map(|udf| (udf.inner().as_ref() as &dyn Any).downcast_ref::<PyModelUdf>())
+        .filter_map(|udf| PyModelUdf::of(udf))
         .map(|udf| udf.scorer().model().name().to_owned())
         .collect();
     let metrics = process_metrics();

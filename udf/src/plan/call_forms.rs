@@ -79,7 +79,7 @@ impl FunctionRewrite for ModelCallRewrites {
         let Expr::ScalarFunction(ScalarFunction { func, args }) = &expr else {
             return Ok(Transformed::no(expr));
         };
-        let Some(udf) = (func.inner().as_ref() as &dyn Any).downcast_ref::<PyModelUdf>() else {
+        let Some(udf) = PyModelUdf::of(func) else {
             return Ok(Transformed::no(expr));
         };
         let (func, args, rebound) = match args.split_last() {

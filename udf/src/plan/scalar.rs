@@ -38,6 +38,11 @@ pub struct PyModelUdf {
 }
 
 impl PyModelUdf {
+    /// The model UDF `udf` is, if it is one.
+    pub fn of(udf: &ScalarUDF) -> Option<&Self> {
+        (udf.inner().as_ref() as &dyn std::any::Any).downcast_ref()
+    }
+
     /// A UDF called `name` that scores with `scorer`.
     pub fn new(name: impl Into<String>, scorer: Arc<Scorer>) -> Self {
         Self {
