@@ -292,10 +292,27 @@ def record_models():
     run_model("model_014", sklearn_proba, features, "args", ["f0", "f1"], "array<double>")
 
 
-SECTIONS = {"out": record_outputs, "in": record_inputs, "model": record_models}
+def record_indexed():
+    """Answers whose pandas index is not 0..n-1: taken by position, under each result kind."""
+    idx = pa.array([0, 1, 2, 3], pa.int64())
+    table = pa.table({"idx": idx, "x": pa.array([1.0, 2.0, 3.0, 4.5]), "y": pa.array([1, 2, 3, 4])})
+    model = from_code("indexed_frame")
+    for n, (form, result_type) in enumerate([
+        ("args", "score double, label string, parts array<double>"),
+        ("struct", "score double, label string, parts array<double>"),
+        ("args", "double"),
+        ("args", "string"),
+        ("args", "array<double>"),
+        ("args", "score double, label string"),
+        ("struct", "label string, score float"),
+    ]):
+        run_model("index_%03d" % (n + 1), model, table, form, ["x", "y"], result_type)
+
+
+SECTIONS = {"out": record_outputs, "in": record_inputs, "model": record_models, "index": record_indexed}
 
 if __name__ == "__main__":
-    # Optional further arguments re-record only those sections (out, in, model).
+    # Optional further arguments re-record only those sections (out, in, model, index).
     os.makedirs(OUT, exist_ok=True)
     for section in sys.argv[3:] or SECTIONS:
         for old in os.listdir(OUT):

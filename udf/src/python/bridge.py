@@ -297,13 +297,22 @@ def column_to_pandas(arr, legacy):
     return ser
 
 
+def _positional(ser):
+    """``ser`` indexed 0..n-1, as a frame's columns are aligned; no copy when it is already
+    (``reset_index`` copies the values)."""
+    index = ser.index
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+        return ser
+    return ser.reset_index(drop=True)
+
+
 def struct_to_frame(arr):
     """A struct column as the DataFrame Spark passes for it (``df_for_struct``)."""
     fields = arr.flatten()
     legacy = not all(_is_simple(f.type) for f in fields)
     names = [f.name for f in arr.type]  # iteration, not .field(): pyarrow < 13 has none
     series = [column_to_pandas(f, legacy) for f in fields]
-    frame = pd.concat([s.reset_index(drop=True) for s in series], axis=1)
+    frame = pd.concat([_positional(s) for s in series], axis=1)
     frame.columns = names
     return frame
 
@@ -322,7 +331,7 @@ def build_frame(labels, arrays, frame_mode):
             # pandas.DataFrame(data, columns=names) fills absent columns with NaN objects.
             data[label] = pd.Series([np.nan] * n, dtype=object)
         else:
-            data[label] = column_to_pandas(arr, legacy).reset_index(drop=True)
+            data[label] = _positional(column_to_pandas(arr, legacy))
     return pd.DataFrame(data, columns=list(labels))
 
 
@@ -651,7 +660,7 @@ def to_arrow(result, rtype, atype):
     ``safe=False``: missing values (None, NaN, NaT) become nulls."""
     if isinstance(result, pd.DataFrame):
         children = [
-            to_arrow(result[name].reset_index(drop=True), ftype, atype[atype.get_field_index(name)].type)
+            to_arrow(result[name], ftype, atype[atype.get_field_index(name)].type)  # values, not index
             for name, ftype in rtype["fields"]
         ]
         return pa.StructArray.from_arrays(children, fields=list(atype))
