@@ -6,6 +6,7 @@
 # length and a body (an Arrow IPC stream of one record batch, or nothing).
 import collections
 import fcntl
+import gc
 import os
 import select
 import signal
@@ -156,6 +157,9 @@ def _template(parent):
     except Exception as e:
         _write_message(answers, {"ok": False, "error": _error_header(e, "loading the model")})
         return
+    # The model's objects move out of the collector's generations: a child's collections
+    # then never touch (and copy) the pages it shares with this process.
+    gc.freeze()
     _write_message(answers, {"ok": True, "threads": _threads()})
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
