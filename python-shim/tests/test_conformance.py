@@ -19,7 +19,8 @@ import mlfusion
 
 ORACLE = ROOT / "testdata" / "oracle-cases"
 CASE_DIRS = {p.parent.name: p.parent for p in CONFORMANCE.glob("*/case.json")}
-CASE_DIRS.update({p.parent.name: p.parent for p in ORACLE.glob("model_*/case.json")})
+for own_model in ("model_*", "index_*"):
+    CASE_DIRS.update({p.parent.name: p.parent for p in ORACLE.glob(f"{own_model}/case.json")})
 CASES = sorted(CASE_DIRS)
 
 
@@ -156,3 +157,15 @@ def test_a_load_the_server_did_not_make_is_refused(spark, server):
         mlfusion.spark_udf(spark, "model_006", model_config={"suffix": "?"}, server=server.location)
     with pytest.raises(mlfusion.MlfusionError, match=r"'model_006'.*extra_env .*served with \{\}"):
         mlfusion.spark_udf(spark, "model_006", extra_env={"LEVEL": "2"}, server=server.location)
+
+
+@pytest.mark.parametrize("name", ["boolean", "tinyint", "byte", "smallint", "short", "int", "integer",
+                                  "bigint", "long", "float", "real", "double", "string", "binary",
+                                  "date", " Double ", "LONG", "timestamp", "decimal(10,2)"])
+def test_result_types_are_what_sparks_parser_reads(spark, name):
+    """One-word result types are read without the JVM's parser, as the parser reads them."""
+    from pyspark.sql.functions import udf
+
+    from mlfusion._spark import _spark_type
+
+    assert _spark_type(spark, name, None) == udf(lambda x: x, returnType=name).returnType

@@ -6,10 +6,8 @@ from __future__ import annotations
 import collections
 import itertools
 import os
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from mlfusion._client import (
@@ -21,6 +19,9 @@ from mlfusion._client import (
     describe,
     exchange,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def spark_udf(
@@ -263,10 +264,31 @@ def _spark_type(spark, result_type, info: ModelInfo):
     if result_type is None:
         return from_arrow_type(info.schema.field(0).type)
     ddl = "boolean" if result_type == "bool" else result_type
+    simple = _simple_type(ddl)
+    if simple is not None:
+        return simple
     parsed = udf(lambda x: x, returnType=ddl).returnType
     if parsed.typeName() == "unparseddata":  # Spark 3.5 parses lazily
         return spark.range(0).select(udf(lambda x: x, returnType=ddl)("id")).schema[0].dataType
     return parsed
+
+
+def _simple_type(ddl: str):
+    """A one-word type name as Spark's DDL parser reads it (case-insensitive), without
+    the parser: its first use in a session loads the JVM's SQL parser (~0.5 s)."""
+    from pyspark.sql import types as T
+
+    name = ddl.strip().lower()
+    for names, make in [
+        (("boolean",), T.BooleanType), (("tinyint", "byte"), T.ByteType),
+        (("smallint", "short"), T.ShortType), (("int", "integer"), T.IntegerType),
+        (("bigint", "long"), T.LongType), (("float", "real"), T.FloatType),
+        (("double",), T.DoubleType), (("string",), T.StringType), (("binary",), T.BinaryType),
+        (("date",), T.DateType),
+    ]:
+        if name in names:
+            return make()
+    return None
 
 
 def _arrow_type(spark_type) -> pa.DataType:
@@ -287,6 +309,8 @@ def _to_pandas(result: pa.Array) -> pd.Series:
     converts arrays and maps element by element, where pyarrow reads a Python NaN as
     null: those become Python objects, a float NaN kept as a numpy float32 NaN.
     """
+    import pandas as pd  # here: an Arrow UDF's Spark worker never imports pandas otherwise
+
     if not _has_list_or_map(result.type):
         return result.to_pandas(types_mapper=pd.ArrowDtype)
     return pd.Series([_nan_as_numpy(v, result.type) for v in result.to_pylist()], dtype=object)
@@ -302,6 +326,8 @@ def _nan_as_numpy(value, t: pa.DataType):
     if value is None:
         return None
     if pa.types.is_floating(t):
+        import numpy as np
+
         return np.float32(value) if value != value else value
     if pa.types.is_map(t):
         return [(k, _nan_as_numpy(v, t.item_type)) for k, v in value]
