@@ -11,6 +11,8 @@ For each model (linear, gbdt, pandas; see train.py) it measures:
 - spark_udf:      `mlflow.pyfunc.spark_udf` on PySpark local[cores]: first and repeated job
                   (both with Arrow batches of 65,536 rows, the engine's batch size;
                   shim-default and spark_udf-default with Spark's default, 10,000)
+- spark-alone:    the same Spark job with a pandas UDF that returns zeros (no model):
+                  Spark's own cost, the floor of both Spark paths
 - datafusion-py:  the datafusion Python package with a Python UDF calling the model: whole
                   process (interpreter start and imports included, as in mlfusion's end to
                   end), end to end (from after the imports) and steady
@@ -45,7 +47,7 @@ MODELS = {
 # must not use the other cores behind its back.
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 PATHS = ["scan", "raw", "mlfusion", "mlfusion-inproc", "shim", "spark_udf", "shim-default",
-         "spark_udf-default", "datafusion-py"]
+         "spark_udf-default", "spark-alone", "datafusion-py"]
 # spark.sql.execution.arrow.maxRecordsPerBatch of the Spark paths (0: Spark's default).
 SPARK_BATCH = 65_536
 
@@ -196,6 +198,8 @@ def measure(cfg, name):
             r = mlfusion(cfg, name, 0)
         elif path in ("shim", "shim-default"):
             r = shim(cfg, name, SPARK_BATCH if path == "shim" else 0)
+        elif path == "spark-alone":
+            r = python_path(cfg, name, "spark_alone", spark_batch=SPARK_BATCH)
         elif path in ("spark_udf", "spark_udf-default"):
             r = python_path(cfg, name, "spark_udf",
                             spark_batch=SPARK_BATCH if path == "spark_udf" else 0)

@@ -5,7 +5,7 @@ the checksum of what it computed.
 
     python benches/paths.py PATH --data D --model DIR --columns a,b --result-type T [...]
 
-PATH: raw | datafusion | spark_udf | shim
+PATH: raw | datafusion | spark_udf | shim | spark_alone
 """
 import argparse
 import json
@@ -142,7 +142,33 @@ def shim(args):
     )
 
 
-PATHS = {"raw": raw, "datafusion": datafusion_py, "spark_udf": spark_udf, "shim": shim}
+def spark_alone(args):
+    """Spark's own cost of the same job: an Arrow UDF (the shim's kind) of the same result
+    type that returns zeros without a model; each batch still crosses to a Python worker
+    and back. The floor of both Spark paths."""
+    from typing import Iterator, Tuple
+
+    import numpy as np
+    import pyarrow as pa
+    from pyspark.sql.functions import arrow_udf
+
+    spark = spark_session(args)
+
+    def zeros(n):
+        if "," in args.result_type:
+            return pa.StructArray.from_arrays([pa.array(np.zeros(n)), pa.array([""] * n)], ["score", "label"])
+        return pa.array(np.zeros(n, dtype=np.float64 if args.result_type == "double" else np.int64))
+
+    def predict(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
+        for arrays in batches:
+            yield zeros(len(arrays[0] if isinstance(arrays, tuple) else arrays))
+
+    result = spark_job(spark, lambda: arrow_udf(predict, args.result_type), args)
+    del result["checksum"]  # zeros: not the model's predictions
+    return result
+
+
+PATHS = {"raw": raw, "datafusion": datafusion_py, "spark_udf": spark_udf, "shim": shim, "spark_alone": spark_alone}
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
