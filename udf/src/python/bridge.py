@@ -646,15 +646,6 @@ def _spark_values(series, rtype):
     return series.apply(lambda v: conv(v) if v is not None else None)
 
 
-def _no_mask_needed(series):
-    """Whether ``isnull()`` would add nothing: the values convert to Arrow themselves
-    (extension arrays), or they are all ``str`` (what string results are after MLflow's
-    coercion; ``isnull`` on them costs more than converting them)."""
-    if hasattr(series.array, "__arrow_array__"):
-        return True
-    return series.dtype == object and pd.api.types.infer_dtype(series, skipna=False) == "string"
-
-
 def to_arrow(result, rtype, atype):
     """PySpark's ``create_arrow_array_from_pandas`` (and its struct variant) with
     ``safe=False``: missing values (None, NaN, NaT) become nulls."""
@@ -665,7 +656,15 @@ def to_arrow(result, rtype, atype):
         ]
         return pa.StructArray.from_arrays(children, fields=list(atype))
     series = _spark_values(result, rtype)
-    mask = None if _no_mask_needed(series) else series.isnull()
+    if rtype["kind"] == "string" and series.dtype == object:
+        # Converting Python strings, pyarrow reads None, NaN, pd.NA and NaT as null, as
+        # the mask would; values it cannot convert are left to the masked conversion.
+        try:
+            return pa.Array.from_pandas(series, type=atype, safe=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+            pass
+    # Extension arrays convert their own missing values.
+    mask = None if hasattr(series.array, "__arrow_array__") else series.isnull()
     try:
         return pa.Array.from_pandas(series, mask=mask, type=atype, safe=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as e:
