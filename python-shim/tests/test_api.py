@@ -210,6 +210,9 @@ def test_ctrl_c_cancels_a_write_and_leaves_no_file(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-c", CANCEL_SCRIPT, str(MODELS / "counter"), str(out)],
         env=env, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C reaches it as from a terminal: a suite started in the background (`&`
+        # without job control) would hand it SIGINT ignored, and Python keeps it so.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while not (log.exists() and log.read_text()):
