@@ -11,7 +11,7 @@ For each model (linear, gbdt, pandas; see train.py) it measures:
 - spark_udf:      `mlflow.pyfunc.spark_udf` on PySpark local[cores]: first and repeated job
                   (both with Arrow batches of 65,536 rows, the engine's batch size;
                   shim-default and spark_udf-default with Spark's default, 10,000)
-- spark-alone:    the same Spark job with a pandas UDF that returns zeros (no model):
+- spark-alone:    the same Spark job with an Arrow UDF that returns zeros (no model):
                   Spark's own cost, the floor of both Spark paths
 - datafusion-py:  the datafusion Python package with a Python UDF calling the model: whole
                   process (interpreter start and imports included, as in mlfusion's end to

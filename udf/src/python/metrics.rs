@@ -208,6 +208,16 @@ impl ProcessMetrics {
                 .map_or(0, |c| c.get())
         })
     }
+
+    /// Counts a batch of `rows` rows of model `model` scored end to end in `elapsed`
+    /// (with `on_error`, its retries included).
+    pub(crate) fn batch(&self, model: &str, rows: usize, elapsed: Duration) {
+        let label = ModelLabel::new(model);
+        self.batch_seconds
+            .get_or_create(&label)
+            .observe(elapsed.as_secs_f64());
+        self.batch_rows.get_or_create(&label).observe(rows as f64);
+    }
 }
 
 impl ModelMetrics {
@@ -247,18 +257,6 @@ impl ModelMetrics {
         let process = process_metrics();
         process.rows_scored.get_or_create(&label).inc();
         process.failed_rows.get_or_create(&label).inc();
-    }
-}
-
-impl ProcessMetrics {
-    /// Counts a batch of `rows` rows of model `model` scored end to end in `elapsed`
-    /// (with `on_error`, its retries included).
-    pub(crate) fn batch(&self, model: &str, rows: usize, elapsed: Duration) {
-        let label = ModelLabel::new(model);
-        self.batch_seconds
-            .get_or_create(&label)
-            .observe(elapsed.as_secs_f64());
-        self.batch_rows.get_or_create(&label).observe(rows as f64);
     }
 }
 
